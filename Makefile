@@ -1,0 +1,23 @@
+# `make book`: install everything and build the HTML book at the default (cpu) scale.
+# `make test`: install everything and run the whole test suite (what CI runs).
+SCALE ?= cpu
+JOBS ?= 1
+
+.PHONY: setup book test lint strip clean
+setup:
+	bash scripts/setup.sh
+
+book: setup
+	.venv/bin/patchnb book --scale $(SCALE) --jobs $(JOBS)
+
+test: setup
+	.venv/bin/python -m pytest -q -ra tests
+
+lint:
+	.venv/bin/ruff check patchnb tests benchmarks
+
+strip:
+	.venv/bin/nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf _build book/nb .patchnb

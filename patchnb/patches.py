@@ -1,0 +1,167 @@
+"""Patches of images: seeded sampling, norm filtering, streamed moments and PCA/ZCA whitening.
+
+Brutzkus et al., "Efficient Learning of CNNs using Patch Based Features", ICML 2022, Sec. 5 and
+App. C.4. All functions work on images already in the normalisation the model sees.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+WHITENINGS = ("none", "pca", "zca")
+
+
+def _check_size(images: torch.Tensor, size: int) -> None:
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    h, w = images.shape[-2:]
+    if not 1 <= size <= min(h, w):
+        raise ValueError(f"patch size={size} does not fit images of {h}x{w}; allowed: 1..{min(h, w)}")
+
+
+def sample_patches(images: torch.Tensor, n: int, size: int, seed: int = 0) -> torch.Tensor:
+    """``n`` patches of ``size x size`` drawn uniformly over images and positions (stride 1, no padding).
+
+    Returns ``(n, C, size, size)`` in the dtype of ``images``. Seeded and deterministic.
+    """
+    _check_size(images, size)
+    if n <= 0:
+        raise ValueError(f"n_patches must be positive, got {n}")
+    g = torch.Generator().manual_seed(seed)
+    b, c, h, w = images.shape
+    img = torch.randint(0, b, (n,), generator=g)
+    y = torch.randint(0, h - size + 1, (n,), generator=g)
+    x = torch.randint(0, w - size + 1, (n,), generator=g)
+    r = torch.arange(size)
+    return images[img[:, None, None, None], torch.arange(c)[None, :, None, None],
+                  (y[:, None] + r)[:, None, :, None], (x[:, None] + r)[:, None, None, :]]
+
+
+def drop_low_norm(patches: torch.Tensor, min_norm: float = 0.01) -> torch.Tensor:
+    """Keep the rows of ``patches`` (n, ...) whose L2 norm is at least ``min_norm``."""
+    norms = patches.flatten(1).norm(dim=1)
+    return patches[norms >= min_norm]
+
+
+def dictionary_patches(images: torch.Tensor, n: int, size: int, seed: int = 0,
+                       min_norm: float = 0.01) -> torch.Tensor:
+    """The paper's sampling for the dictionary: draw ~1.01 n, drop norms < ``min_norm``, keep n."""
+    drawn = sample_patches(images, math.ceil(1.01 * n), size, seed)
+    kept = drop_low_norm(drawn, min_norm)
+    if len(kept) < n:
+        raise ValueError(f"only {len(kept)} of {len(drawn)} sampled patches have norm >= {min_norm}; "
+                         f"n_patches={n} is too many for these images (lower n_patches or min_norm)")
+    return kept[:n]
+
+
+@torch.no_grad()
+def patch_moments(images: torch.Tensor, size: int, batch_size: int = 128, transform=None,
+                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean ``(D,)`` and covariance ``(D, D)`` of *all* ``size x size`` patches (stride 1).
+
+    Streams over ``images`` in batches: one pass of sums and second moments of patches shifted by
+    the first batch's channel means (for stability), each batch's product in float32 and the
+    running totals in float64. ``transform`` maps
+    a batch before patches are taken (e.g. uint8 -> normalised float, or a frozen earlier layer).
+    """
+    _check_size(images if transform is None else transform(images[:1]), size)
+    total, s1, s2, shift = 0, None, None, None
+    for i in tqdm(range(0, len(images), batch_size), desc="patch moments", disable=not progress):
+        x = images[i:i + batch_size]
+        x = transform(x) if transform is not None else x.float()
+        if shift is None:  # per-channel pixel mean of the first batch: centres patches for stability
+            shift = x.mean((0, 2, 3), keepdim=True)
+        u = F.unfold(x - shift, size)  # (B, D, L)
+        p = u.transpose(0, 1).reshape(u.shape[1], -1)  # (D, B*L)
+        if s1 is None:
+            s1 = torch.zeros(len(p), dtype=torch.float64)
+            s2 = torch.zeros(len(p), len(p), dtype=torch.float64)
+        s1 += p.sum(1, dtype=torch.float64)
+        s2 += (p @ p.T).double()  # float32 within a batch, float64 across batches
+        total += p.shape[1]
+    m = s1 / total
+    cov = s2 / total - torch.outer(m, m)
+    shift_patch = shift.double().flatten().repeat_interleave(size * size)
+    return m + shift_patch, cov
+
+
+@dataclass
+class Whitening:
+    """PCA or ZCA whitening from a patch covariance (App. C.4; the eps placement of the paper's code).
+
+    PCA: ``W = U diag(1 / (sqrt(lambda) + eps))``; ZCA: ``W U^T``. Whitened patches are
+    ``x @ W`` (row vectors). As in the paper's code, patches are *not* centred before ``W``: the
+    dictionary then lives in the same affine frame as the image patches the embedding compares.
+    """
+
+    mean: torch.Tensor
+    eigenvalues: torch.Tensor
+    eigenvectors: torch.Tensor
+    kind: str = "pca"
+    eps: float = 1e-3
+
+    def __post_init__(self) -> None:
+        if self.kind not in WHITENINGS:
+            raise ValueError(f"whitening={self.kind!r} is not supported; allowed values: {WHITENINGS}")
+
+    @classmethod
+    def from_covariance(cls, mean: torch.Tensor, cov: torch.Tensor, kind: str = "pca",
+                        eps: float = 1e-3) -> Whitening:
+        lam, u = torch.linalg.eigh(cov.double())
+        return cls(mean.double(), lam.clamp_min(0), u, kind, eps)
+
+    @property
+    def matrix(self) -> torch.Tensor:
+        """The (D, D) float32 matrix W applied on the right of row-vector patches."""
+        d = len(self.eigenvalues)
+        if self.kind == "none":
+            return torch.eye(d)
+        w = self.eigenvectors / (self.eigenvalues.sqrt() + self.eps)
+        if self.kind == "zca":
+            w = w @ self.eigenvectors.T
+        return w.float()
+
+    def __call__(self, patches: torch.Tensor) -> torch.Tensor:
+        """Whiten ``(n, D)`` or ``(n, C, p, p)`` patches; returns ``(n, D)``."""
+        return patches.flatten(1).float() @ self.matrix
+
+
+FIGURE5_VARIANTS = ("original", "whitened", "shuffled", "whitened_shuffled", "gaussian")
+
+
+def figure5_variants(patches: torch.Tensor, whitening: Whitening, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The five point sets of Figure 5 (Brutzkus et al. 2022), each ``(n, D)``.
+
+    original; whitened (``patches @ W``, no centring, as in the paper's code); shuffled (each
+    patch's own values permuted independently, which keeps its norm and value histogram but
+    destroys spatial structure); whitened then shuffled; a standard gaussian of the same size.
+    """
+    g = torch.Generator().manual_seed(seed)
+    x = patches.flatten(1).float()
+    w = whitening(x)
+
+    def shuffle(a: torch.Tensor) -> torch.Tensor:
+        order = torch.rand(a.shape, generator=g).argsort(1)
+        return a.gather(1, order)
+
+    return {"original": x, "whitened": w, "shuffled": shuffle(x), "whitened_shuffled": shuffle(w),
+            "gaussian": torch.randn(x.shape, generator=g)}
+
+
+def unit_normalize(points: torch.Tensor, drop_fraction: float = 0.01) -> tuple[torch.Tensor, dict]:
+    """Figure 5's preprocessing: drop zero-norm points (their direction is undefined; the paper's
+    "lowest 1%" alone keeps them when more than 1% are zero, e.g. Fashion-MNIST background in
+    [0, 1] pixels), then the lowest ``drop_fraction`` of norms, then scale rows to unit norm.
+    Returns the points and the counts dropped."""
+    norms = points.norm(dim=1)
+    nonzero = norms > 0
+    kept, kept_norms = points[nonzero], norms[nonzero]
+    threshold = torch.quantile(kept_norms, drop_fraction) if len(kept) else 0.0
+    low = kept_norms < threshold
+    kept, kept_norms = kept[~low], kept_norms[~low]
+    return kept / kept_norms[:, None], {"zero_norm": int((~nonzero).sum()), "low_norm": int(low.sum())}

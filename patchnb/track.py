@@ -1,0 +1,128 @@
+"""Run records: always a local YAML file (config, code version, metrics, timings); wandb too when
+installed and wanted (``PATCHNB_WANDB=1`` or ``wandb=True``), offline unless WANDB_MODE says otherwise.
+wandb is never required."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import subprocess
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+_PKG = Path(__file__).resolve().parent
+
+
+def code_version() -> str:
+    """Hash of the patchnb sources (what the code *is*), plus the git commit when available."""
+    h = hashlib.sha1()
+    for path in sorted(_PKG.rglob("*.py")):
+        h.update(path.relative_to(_PKG).as_posix().encode())
+        h.update(path.read_bytes())
+    version = h.hexdigest()[:12]
+    try:
+        commit = subprocess.run(["git", "-C", str(_PKG), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+git.{commit}" if commit else version
+
+
+def _plain(value):
+    """Convert tensors, numpy scalars, paths and tuples to YAML-safe builtins."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def wandb_wanted(flag: bool | None = None) -> bool:
+    if flag is None:
+        flag = os.environ.get("PATCHNB_WANDB", "0") not in ("", "0", "false", "False")
+    if not flag:
+        return False
+    try:
+        import wandb  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Run:
+    """One run's record. ``log`` metrics as you go; ``finish`` writes ``record.yaml`` atomically.
+
+    The record is also rewritten on every ``log`` so an interrupted run keeps what it measured.
+    """
+
+    def __init__(self, name: str, config: dict, directory: str | Path | None = None,
+                 wandb: bool | None = None, project: str = "patchnb", run_id: str | None = None):
+        self.name = name
+        self.config = _plain(config)
+        self.dir = Path(directory) if directory else None
+        self.id = run_id or uuid.uuid4().hex[:8]
+        self.history: list[dict] = []
+        self.summary: dict = {}
+        self.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._t0 = time.perf_counter()
+        self._wandb = None
+        if wandb_wanted(wandb):
+            import wandb as wb
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ.setdefault("WANDB_SILENT", "true")
+            self._wandb = wb.init(project=project, name=name, id=self.id, config=self.config, resume="allow",
+                                  dir=str(self.dir) if self.dir else None, reinit=True)
+
+    def log(self, metrics: dict, step: int | None = None) -> None:
+        row = _plain(dict(metrics))
+        if step is not None:
+            row["step"] = step
+        self.history.append(row)
+        if self._wandb is not None:
+            self._wandb.log(row, step=step)
+        self.write()
+
+    def record(self) -> dict:
+        return {
+            "name": self.name, "id": self.id, "code_version": code_version(), "started": self.started,
+            "wall_seconds": round(time.perf_counter() - self._t0, 3),
+            "host": {"machine": platform.machine(), "node": socket.gethostname(), "cpus": os.cpu_count()},
+            "config": self.config, "summary": _plain(self.summary), "history": self.history,
+        }
+
+    def write(self) -> None:
+        if self.dir is None:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.dir / "record.yaml.tmp"
+        tmp.write_text(yaml.safe_dump(self.record(), sort_keys=False))
+        os.replace(tmp, self.dir / "record.yaml")
+
+    def finish(self, **summary) -> dict:
+        self.summary.update(summary)
+        self.write()
+        if self._wandb is not None:
+            self._wandb.summary.update(_plain(self.summary))
+            self._wandb.finish()
+            self._wandb = None
+        return self.record()
+
+
+def load_record(directory: str | Path) -> dict:
+    path = Path(directory) / "record.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no run record at {path}")
+    return yaml.safe_load(path.read_text())

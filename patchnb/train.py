@@ -1,0 +1,395 @@
+"""One training loop for every model and method in patchnb.
+
+A *method* says what one step computes and how a model is scored; the loop does the rest:
+optimiser and LR schedule, seeded shuffling, model selection on the validation split, one test
+evaluation of the selected model, atomic checkpoints with exact resume, early stopping, a NaN
+guard, tqdm progress and a run record (:mod:`patchnb.track`).
+
+A method is any object with
+
+* ``name``: str
+* ``step(model, images, labels, splits, generator) -> (loss, metrics)`` where ``images`` are the
+  uint8 batch and ``labels`` its labels (both on the CPU), and
+* ``evaluate(model, data, splits) -> dict`` with a ``"score"`` to maximise (for example accuracy).
+
+:class:`Classification` is the supervised method (cross-entropy, flip + crop augmentation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import ImageData, Splits, check_choice, iterate_batches, random_crop_flip
+from .track import Run
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
+SCHEDULES = ("constant", "multistep", "cosine", "exponential", "staircase")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is unreadable or belongs to another configuration."""
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (validated at construction). Defaults are the patch paper's."""
+
+    epochs: int = 200
+    batch_size: int = 64
+    optimizer: str = "sgd"
+    lr: float = 0.003
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "multistep"
+    milestones: tuple[int, ...] = (100, 150)
+    gamma: float = 0.1
+    step_epochs: int = 1
+    warmup_epochs: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    patience: int | None = None
+    max_steps_per_epoch: int | None = None
+    eval_batch_size: int = 1000
+    test_every_epoch: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        for name in ("epochs", "batch_size", "eval_batch_size", "step_epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        self.milestones = tuple(int(m) for m in self.milestones)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes the result (not the device)."""
+        d = asdict(self)
+        d.pop("device")
+        return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; otherwise the named device (checked to exist)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def lr_factor(cfg: TrainConfig, epoch: float) -> float:
+    """Multiplier of the base LR at (fractional) ``epoch``: warm-up, then the schedule."""
+    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
+        return (epoch + 1e-8) / cfg.warmup_epochs
+    if cfg.schedule == "constant":
+        return 1.0
+    if cfg.schedule == "multistep":
+        return cfg.gamma ** sum(int(epoch) >= m for m in cfg.milestones)
+    if cfg.schedule == "exponential":
+        return cfg.gamma ** epoch
+    if cfg.schedule == "staircase":
+        return cfg.gamma ** (int(epoch) // cfg.step_epochs)
+    span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)  # cosine
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - cfg.warmup_epochs) / span)))
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017, "Large Batch
+    Training of Convolutional Networks", eq. 6): each tensor's step is scaled by
+    ``eta * ||w|| / (||g|| + wd ||w||)``. Biases and norm parameters (1-D) are not adapted."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                g = p.grad
+                if p.ndim > 1:
+                    g = g.add(p, alpha=group["weight_decay"])
+                    wn, gn = p.norm(), g.norm()
+                    trust = torch.where((wn > 0) & (gn > 0), group["eta"] * wn / gn, torch.ones_like(wn))
+                    g = g * trust
+                buf = self.state[p].get("momentum")
+                buf = g.clone() if buf is None else buf.mul_(group["momentum"]).add_(g)
+                self.state[p]["momentum"] = buf
+                p.add_(buf, alpha=-group["lr"])
+
+
+def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
+    return LARS(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+# ----------------------------------------------------------------------------- methods
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, data: ImageData, splits: Splits, batch_size: int = 1000) -> torch.Tensor:
+    """Model outputs for all of ``data`` (eval mode, batched), on the CPU."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = [model(splits.norm(x, device)).float().cpu() for x, _ in iterate_batches(data, batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+@dataclass
+class Classification:
+    """Supervised cross-entropy with the paper's augmentation (random crop after zero-padding by
+    ``pad``, horizontal flip); scored by accuracy."""
+
+    pad: int = 4
+    flip: bool = True
+    name: str = "classification"
+
+    def step(self, model, images, labels, splits, generator):
+        device = next(model.parameters()).device
+        x = splits.norm(images, device)
+        if self.pad or self.flip:
+            x = random_crop_flip(x, self.pad, self.flip, generator)
+        logits = model(x)
+        loss = F.cross_entropy(logits, labels.to(device))
+        acc = (logits.argmax(1).cpu() == labels).float().mean()
+        return loss, {"train_acc": float(acc)}
+
+    def evaluate(self, model, data, splits, batch_size: int = 1000):
+        logits = predict(model, data, splits, batch_size)
+        loss = F.cross_entropy(logits, data.labels).item()
+        pred = logits.argmax(1)
+        return {"score": float((pred == data.labels).float().mean()), "loss": loss, "predictions": pred}
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_atomic(obj, path: str | Path) -> None:
+    """torch.save to a temporary file, fsync, then rename: a crash never leaves a half-written file
+    in place of a good one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint written by :func:`save_atomic`, with a clear error when it is corrupt."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); delete it "
+                              f"to start the run again") from e
+
+
+def _rng_state(generator: torch.Generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+             "generator": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    generator.set_state(state["generator"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: the selected epoch, its validation and test metrics, the curves."""
+
+    best_epoch: int
+    val: dict
+    test: dict
+    final_val: dict
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    run_dir: str | None = None
+    run_id: str = ""
+
+    def summary(self) -> dict:
+        return {"best_epoch": self.best_epoch, "val_score": self.val.get("score"),
+                "test_score": self.test.get("score"), "final_val_score": self.final_val.get("score"),
+                "seconds": self.seconds, "images_per_second": self.images_per_second}
+
+
+def _scalars(d: dict) -> dict:
+    return {k: v for k, v in d.items() if isinstance(v, (int, float))}
+
+
+def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
+        run_dir: str | Path | None = None, name: str = "run", extra_config: dict | None = None,
+        progress: bool = True) -> TrainResult:
+    """Train ``model`` with ``method`` (default :class:`Classification`) on ``splits.train``.
+
+    After each epoch the model is scored on ``splits.val``; the best state (ties: earliest) is
+    kept and, at the end, evaluated once on ``splits.test``. With ``run_dir`` every epoch writes
+    ``last.pt`` atomically (model, optimiser, schedule, RNG states, history, run id), and a call
+    with the same ``run_dir`` and config resumes exactly where the previous one stopped, or
+    returns the stored result when the run had finished.
+    """
+    method = method or Classification()
+    device = resolve_device(cfg.device)
+    model.to(device)
+    run_dir = Path(run_dir) if run_dir else None
+    config = {"train": asdict(cfg), "method": repr(method), **(extra_config or {})}
+    fingerprint = hashlib.sha1(json.dumps(_plainjson(config), sort_keys=True).encode()).hexdigest()[:12]
+    generator = seed_everything(cfg.seed)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    steps_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s / steps_per_epoch))
+
+    start_epoch, best_score, best_epoch, best_state, history, run_id, bad_epochs = 0, -math.inf, -1, None, [], None, 0
+    train_seconds, images_seen = 0.0, 0
+    if run_dir is not None and (run_dir / "result.pt").is_file():
+        done = load_checkpoint(run_dir / "result.pt")
+        if done.get("fingerprint") == fingerprint:
+            model.load_state_dict(done["model"])
+            return done["result"]
+    if run_dir is not None and (run_dir / "last.pt").is_file():
+        ck = load_checkpoint(run_dir / "last.pt")
+        if ck.get("fingerprint") != fingerprint:
+            raise CheckpointError(f"{run_dir / 'last.pt'} was written by another configuration; use another "
+                                  f"run_dir or delete it to start afresh")
+        model.load_state_dict(ck["model"])
+        optimizer.load_state_dict(ck["optimizer"])
+        scheduler.load_state_dict(ck["scheduler"])
+        _set_rng_state(ck["rng"], generator)
+        start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+        best_state, history, run_id, bad_epochs = ck["best_state"], ck["history"], ck["run_id"], ck["bad_epochs"]
+        train_seconds, images_seen = ck["train_seconds"], ck["images_seen"]
+    tracker = Run(name, config, run_dir, run_id=run_id)
+    for row in history:
+        tracker.history.append(row)
+
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=name, disable=not progress, initial=start_epoch,
+               total=cfg.epochs)
+    for epoch in bar:
+        model.train()
+        t0 = time.perf_counter()
+        losses, extras = [], {}
+        for step, (images, labels) in enumerate(iterate_batches(splits.train, cfg.batch_size, shuffle=True,
+                                                                generator=generator, drop_last=True)):
+            if step >= steps_per_epoch:
+                break
+            loss, metrics = method.step(model, images, labels, splits, generator)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"{method.name}: loss is {loss.item()} at epoch {epoch} step {step} of run "
+                                       f"{name!r}; lower the learning rate (lr={cfg.lr}) or check the inputs")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            losses.append(loss.item())
+            images_seen += len(images)
+            for k, v in metrics.items():
+                extras.setdefault(k, []).append(v)
+        train_seconds += time.perf_counter() - t0
+        val = method.evaluate(model, splits.val, splits)
+        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
+               "lr": optimizer.param_groups[0]["lr"], "val_score": val["score"],
+               **{f"val_{k}": v for k, v in _scalars(val).items() if k != "score"},
+               **{k: float(np.mean(v)) for k, v in extras.items()}}
+        if cfg.test_every_epoch:  # only for a labelled comparison with the paper's max-over-epochs protocol
+            row["test_score_this_epoch"] = method.evaluate(model, splits.test, splits)["score"]
+        history.append(row)
+        tracker.log(row, step=epoch)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{val['score']:.4f}")
+        if val["score"] > best_score:
+            best_score, best_epoch, bad_epochs = val["score"], epoch, 0
+            best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        else:
+            bad_epochs += 1
+        stop = cfg.patience is not None and bad_epochs >= cfg.patience
+        if run_dir is not None:
+            save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "epoch": epoch,
+                         "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
+                         "history": history, "run_id": tracker.id, "bad_epochs": bad_epochs,
+                         "train_seconds": train_seconds, "images_seen": images_seen,
+                         "fingerprint": fingerprint}, run_dir / "last.pt")
+        if stop:
+            break
+
+    final_val = _scalars(method.evaluate(model, splits.val, splits)) if history else {}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    val = method.evaluate(model, splits.val, splits)
+    test = method.evaluate(model, splits.test, splits)  # the one test evaluation of this run
+    result = TrainResult(best_epoch, _scalars(val), test, final_val, history, train_seconds,
+                         images_seen / max(train_seconds, 1e-9), str(run_dir) if run_dir else None, tracker.id)
+    tracker.finish(**result.summary())
+    if run_dir is not None:
+        save_atomic({"model": model.state_dict(), "result": result, "fingerprint": fingerprint},
+                    run_dir / "result.pt")
+    return result
+
+
+def _plainjson(x):
+    if isinstance(x, dict):
+        return {str(k): _plainjson(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plainjson(v) for v in x]
+    return x if isinstance(x, (int, float, str, bool)) or x is None else repr(x)
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for one value) as Python floats."""
+    a = np.asarray(list(values), dtype=float)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything patchnb needs on a fresh Debian/Ubuntu machine with Python 3.11:
+# the Fashion-MNIST data (apt when root, else torchvision's download), a venv in .venv with
+# torch/torchvision by pip, patchnb itself (editable, with dev tools) and its Jupyter kernel.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${PATCHNB_DATA:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] apt-get install dataset-fashion-mnist"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  else
+    echo "[setup] no root/apt: Fashion-MNIST will be downloaded by torchvision below"
+    NEED_DOWNLOAD=1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv"
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, torchvision, faiss, jupyter_book, papermill" 2>/dev/null \
+   || ! .venv/bin/python -c "import patchnb" 2>/dev/null; then
+  echo "[setup] pip install (torch 2.14.1 / torchvision 0.29.1, then patchnb[dev])"
+  .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+fi
+.venv/bin/python -c "import torch, torchvision, faiss, jupyter_book, papermill, patchnb" \
+  || { echo "[setup] the install failed: see pip's messages above"; exit 1; }
+# papermill must run this venv's python, not the system's
+.venv/bin/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (patchnb)" >/dev/null
+if [ "${NEED_DOWNLOAD:-0}" = 1 ]; then .venv/bin/patchnb data fashion_mnist; fi
+echo "[setup] ready: $(.venv/bin/python -c 'import torch; print("torch", torch.__version__)')"
