@@ -121,7 +121,7 @@ def read_glued(notebook: str | Path) -> dict[str, str]:
         for o in cell.get("outputs", []):
             meta = o.get("metadata", {}).get("scrapbook", {})
             if "name" in meta:
-                text = o.get("data", {}).get("text/plain", "")
+                text = o.get("data", {}).get(meta.get("mime_prefix", "") + "text/plain", "")
                 text = "".join(text) if isinstance(text, list) else text
                 out[meta["name"]] = text[1:-1] if len(text) > 1 and text[0] == text[-1] == "'" else text
     return out

@@ -98,6 +98,28 @@ def notebook_key(source: Path, parameters: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def execute_cached(name: str, scale: str, root: Path, force: bool = False, extra: dict | None = None) -> float:
+    """Execute ``notebooks/<name>.ipynb`` at ``scale`` into ``.patchnb/executed/<scale>/<name>.ipynb``
+    unless the copy there is current (same source, parameters and package code). Returns the
+    seconds it took (0 when current)."""
+    parameters = {"scale": scale, **(extra or {})}
+    state = root / STATE_DIR / scale
+    state.mkdir(parents=True, exist_ok=True)
+    source = root / SOURCE_DIR / f"{name}.ipynb"
+    out = state / f"{name}.ipynb"
+    key = notebook_key(source, parameters)
+    stamp = state / f"{name}.key"
+    if not force and out.is_file() and stamp.is_file() and stamp.read_text() == key:
+        print(f"[book] {name}: current, not re-executed", flush=True)
+        return 0.0
+    print(f"[book] {name}: executing at scale={scale}", flush=True)
+    stamp.unlink(missing_ok=True)
+    seconds = execute(source, out, parameters, root)
+    stamp.write_text(key)
+    print(f"[book] {name}: {seconds:.1f} s", flush=True)
+    return seconds
+
+
 def build_book(scale: str, jobs: int = 1, root: Path | None = None, force: bool = False,
                extra: dict | None = None, html: bool = True) -> dict[str, float]:
     """Execute the book's notebooks at ``scale`` and build the HTML; returns seconds per notebook
@@ -106,22 +128,9 @@ def build_book(scale: str, jobs: int = 1, root: Path | None = None, force: bool 
     root = root or repo_root()
     names = toc_notebooks(root)
     state = root / STATE_DIR / scale
-    state.mkdir(parents=True, exist_ok=True)
-    parameters = {"scale": scale, **(extra or {})}
 
     def one(name: str) -> tuple[str, float]:
-        source = root / SOURCE_DIR / f"{name}.ipynb"
-        out = state / f"{name}.ipynb"
-        key = notebook_key(source, parameters)
-        stamp = state / f"{name}.key"
-        if not force and out.is_file() and stamp.is_file() and stamp.read_text() == key:
-            print(f"[book] {name}: current, not re-executed", flush=True)
-            return name, 0.0
-        print(f"[book] {name}: executing at scale={scale}", flush=True)
-        seconds = execute(source, out, parameters, root)
-        stamp.write_text(key)
-        print(f"[book] {name}: {seconds:.1f} s", flush=True)
-        return name, seconds
+        return name, execute_cached(name, scale, root, force, extra)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         timings = dict(pool.map(one, names))

@@ -53,16 +53,18 @@ def _check(x: torch.Tensor, k: int) -> torch.Tensor:
 
 @torch.no_grad()
 def nearest(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
-    """Index of and Euclidean distance to the nearest centroid for each row of ``x`` (chunked)."""
+    """Index of and Euclidean distance to the nearest centroid for each row of ``x`` (chunked).
+
+    The nearest index comes from the expanded form ``||c||^2 - 2 <x, c>`` (one GEMM); the distance
+    is then recomputed directly, since the expansion loses precision when ||x|| >> distance."""
     c = centroids.to(x.device, torch.float32)
     cn = (c * c).sum(1)
     idx, dist = [], []
     for i in range(0, len(x), chunk):
         xb = x[i:i + chunk]
-        d2 = (xb * xb).sum(1, keepdim=True) - 2 * xb @ c.T + cn
-        m, j = d2.min(1)
+        j = (cn - 2 * xb @ c.T).argmin(1)  # ||x||^2 is constant per row
         idx.append(j)
-        dist.append(m.clamp_min(0).sqrt())
+        dist.append((xb - c[j]).norm(dim=1))  # exact, no cancellation of the expanded form
     return torch.cat(idx), torch.cat(dist)
 
 

@@ -50,13 +50,22 @@ def drop_low_norm(patches: torch.Tensor, min_norm: float = 0.01) -> torch.Tensor
 
 def dictionary_patches(images: torch.Tensor, n: int, size: int, seed: int = 0,
                        min_norm: float = 0.01) -> torch.Tensor:
-    """The paper's sampling for the dictionary: draw ~1.01 n, drop norms < ``min_norm``, keep n."""
-    drawn = sample_patches(images, math.ceil(1.01 * n), size, seed)
-    kept = drop_low_norm(drawn, min_norm)
-    if len(kept) < n:
-        raise ValueError(f"only {len(kept)} of {len(drawn)} sampled patches have norm >= {min_norm}; "
+    """The paper's sampling for the dictionary: draw ~1.01 n, drop norms < ``min_norm``, keep n.
+
+    When more than 1% of patches fall below ``min_norm`` (e.g. background in [0, 1] pixels), more
+    rounds are drawn (new seeds) until n remain; an error if fewer than 1 in 1000 patches qualify.
+    """
+    kept, have, drawn, rounds = [], 0, 0, 0
+    while have < n and drawn <= 1000 * n:
+        rate = have / drawn if drawn else 1.0  # the first round draws 1.01 n, as the paper's code
+        m = math.ceil(1.01 * (n - have) / max(rate, 1e-3))
+        new = drop_low_norm(sample_patches(images, m, size, seed + 7919 * rounds), min_norm)[: n - have]
+        kept.append(new)
+        have, drawn, rounds = have + len(new), drawn + m, rounds + 1
+    if have < n:
+        raise ValueError(f"only {have} of {drawn} sampled patches have norm >= {min_norm}; "
                          f"n_patches={n} is too many for these images (lower n_patches or min_norm)")
-    return kept[:n]
+    return torch.cat(kept)
 
 
 @torch.no_grad()

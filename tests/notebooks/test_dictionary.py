@@ -1,0 +1,30 @@
+"""The patch-dictionary chapter at smoke scale: the glued numbers exist and are sane."""
+
+import re
+
+
+def num(text):
+    return float(re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", text.replace(",", ""))[0])
+
+
+def test_dictionary_notebook(glued):
+    g = glued("dictionary")
+    assert "scale=smoke" in g["data_desc"] and "fashion_mnist" in g["data_desc"]
+    assert 0 < num(g["top1_share"]) <= 100 and 1 <= int(g["n90"]) <= int(g["dim"]) == 25
+    # PCA-whitened held-out patches have (near) unit variance
+    lo, hi = (float(v) for v in g["white_diag"].split("–"))
+    assert 0.8 < lo <= hi < 1.2 and num(g["white_offdiag"]) < 0.2
+    assert num(g["faiss_speedup"]) > 0 and 0.5 < num(g["inertia_ratio"]) < 2
+    assert num(g["fp_ratio"]) > 0 and g["fp_verdict"]
+    for key in ("fig_spectrum", "fig_whitened_patches", "fig_centroids", "tab_backends", "tab_algorithm1"):
+        assert key in g
+
+
+def test_intrinsic_dimension_notebook(glued):
+    g = glued("intrinsic_dimension")
+    assert "scale=smoke" in g["data_desc"]
+    dims = {k: num(g[f"dim_{k}"]) for k in ("original", "whitened", "shuffled", "whitened_shuffled", "gaussian")}
+    assert all(d > 0 for d in dims.values())
+    assert g["claim_low"] in ("holds", "does not hold") and g["claim_gauss"] in ("holds", "does not hold")
+    assert (g["claim_gauss"] == "holds") == (dims["gaussian"] >= max(dims.values()) - 0.05)
+    assert 10 < num(g["zero_share"]) < 25  # the background share of Fashion-MNIST in [0, 1] pixels

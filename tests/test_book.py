@@ -1,0 +1,73 @@
+import pytest
+import yaml
+
+from patchnb import book, cli, track
+
+from .conftest import ROOT
+
+
+def test_preset_and_params():
+    assert book.preset("cpu", smoke=1, cpu=2, paper=3) == 2
+    with pytest.raises(ValueError, match="scale='huge'.*'smoke', 'cpu', 'paper'"):
+        book.preset("huge", smoke=1, cpu=2, paper=3)
+    with pytest.raises(ValueError, match="missing"):
+        book.preset("cpu", smoke=1, cpu=2)
+    with pytest.raises(ValueError, match="seeds"):
+        book.check_params(seeds=[])
+    book.check_params(scale="smoke", seeds=[0, 1], device="cpu")
+
+
+def test_cached_runs_once_per_config(tmp_cache):
+    calls = []
+
+    def fn(run_dir):
+        calls.append(run_dir)
+        return {"x": len(calls)}
+
+    assert book.cached("t", {"a": 1}, fn) == {"x": 1}
+    assert book.cached("t", {"a": 1}, fn) == {"x": 1}
+    assert book.cached("t", {"a": 2}, fn) == {"x": 2}
+    assert len(calls) == 2 and calls[0] != calls[1]
+
+
+def test_pm_format():
+    assert book.pm(0.9123, 0.0031) == "91.2 ± 0.3"
+
+
+def test_run_record(tmp_path):
+    r = track.Run("demo", {"lr": 0.1, "shape": (1, 2)}, tmp_path)
+    r.log({"loss": 1.5}, step=0)
+    rec = r.finish(best=0.9)
+    on_disk = track.load_record(tmp_path)
+    assert on_disk["config"] == {"lr": 0.1, "shape": [1, 2]} and on_disk["summary"] == {"best": 0.9}
+    assert on_disk["history"] == [{"loss": 1.5, "step": 0}] and rec["code_version"] == on_disk["code_version"]
+
+
+def test_wandb_is_never_required(monkeypatch):
+    monkeypatch.setenv("PATCHNB_WANDB", "1")
+    monkeypatch.setitem(__import__("sys").modules, "wandb", None)  # import fails
+    assert track.wandb_wanted() is False
+
+
+def test_toc_lists_existing_notebooks():
+    names = cli.toc_notebooks(ROOT)
+    assert "dictionary" in names and "intrinsic_dimension" in names
+
+
+def test_cli_rejects_bad_scale(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["book", "--scale", "huge"])
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+
+
+def test_cli_parameter_values_are_yaml():
+    assert cli.parse_value("[0, 1]") == [0, 1] and cli.parse_value("0.5") == 0.5 and cli.parse_value("cpu") == "cpu"
+
+
+def test_environment_and_pyproject_list_the_same_dependencies():
+    import tomllib
+
+    py = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    pip = next(d["pip"] for d in env if isinstance(d, dict))
+    assert py == pip

@@ -1,0 +1,173 @@
+"""patchnb.data on tiny files written in each real on-disk format, plus the real Fashion-MNIST."""
+
+import gzip
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from patchnb import data
+
+from .conftest import needs_fmnist
+
+
+def write_fmnist(folder, n_train=30, n_test=10, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, n in (("train", n_train), ("test", n_test)):
+        img_name, lab_name = data._FMNIST_FILES[split]
+        data.write_idx(folder / img_name, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(folder / lab_name, np.arange(n, dtype=np.uint8) % 10)
+
+
+def write_cifar(root, name="cifar10", per_batch=8):
+    rng = np.random.default_rng(0)
+    folder_name, train_files, test_files, meta, label_key, names_key = data._CIFAR[name]
+    folder = root / folder_name
+    folder.mkdir(parents=True)
+    n_classes = 10 if name == "cifar10" else 100
+    for f in train_files + test_files:
+        d = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+             label_key: list(rng.integers(0, n_classes, per_batch))}
+        (folder / f).write_bytes(pickle.dumps(d))
+    (folder / meta).write_bytes(pickle.dumps({names_key: [f"c{i}".encode() for i in range(n_classes)]}))
+    return folder
+
+
+def test_idx_round_trip(tmp_path):
+    a = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    data.write_idx(tmp_path / "x.gz", a)
+    np.testing.assert_array_equal(data.read_idx(tmp_path / "x.gz"), a)
+
+
+def test_fashion_mnist_format_and_torchvision_layout(tmp_cache):
+    write_fmnist(tmp_cache / "data" / "FashionMNIST" / "raw")
+    s = data.load_splits("fashion_mnist", val_fraction=0.2)
+    assert (len(s.train), len(s.val), len(s.test)) == (24, 6, 10)
+    assert s.train.images.dtype == torch.uint8 and s.shape == (1, 28, 28)
+    assert s.classes[0] == "T-shirt/top"
+    # the validation split is held out of train, deterministic, and disjoint from it
+    s2 = data.load_splits("fashion_mnist", val_fraction=0.2)
+    assert torch.equal(s.val.images, s2.val.images)
+    train_rows = {bytes(x.numpy()) for x in s.train.images}
+    assert not any(bytes(x.numpy()) in train_rows for x in s.val.images)
+
+
+def test_truncated_and_corrupt_idx_give_clear_errors(tmp_cache):
+    folder = tmp_cache / "data" / "fashion-mnist"
+    write_fmnist(folder)
+    path = folder / "train-images-idx3-ubyte.gz"
+    raw = gzip.decompress(path.read_bytes())
+    with gzip.open(path, "wb") as f:
+        f.write(raw[:-100])  # valid gzip, truncated content
+    with pytest.raises(data.DataError, match="truncated"):
+        data.load_splits("fashion_mnist")
+    path.write_bytes(path.read_bytes()[:40])  # truncated gzip stream
+    with pytest.raises(data.DataError, match="corrupt or truncated"):
+        data.load_splits("fashion_mnist")
+
+
+def test_missing_data_names_the_fetch_command(tmp_cache, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_cache / "nowhere")
+    with pytest.raises(data.DataError, match="patchnb data fashion_mnist"):
+        data.load_splits("fashion_mnist")
+    with pytest.raises(data.DataError, match="patchnb data cifar10"):
+        data.load_splits("cifar10")
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_pickle_format(tmp_cache, name):
+    write_cifar(tmp_cache / "data", name)
+    s = data.load_splits(name, val_fraction=0.25)
+    n_train = 40 if name == "cifar10" else 8
+    assert len(s.train) + len(s.val) == n_train and len(s.test) == 8
+    assert s.shape == (3, 32, 32) and len(s.classes) == (10 if name == "cifar10" else 100)
+    assert len(s.norm.mean) == 3
+
+
+def test_corrupt_cifar_pickle(tmp_cache):
+    folder = write_cifar(tmp_cache / "data")
+    (folder / "data_batch_3").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(data.DataError, match="data_batch_3"):
+        data.load_splits("cifar10")
+
+
+def _write_tree(root, classes=("cat", "dog"), n=4, size=(12, 10), mode="RGB"):
+    rng = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            shape = size[::-1] + ((3,) if mode == "RGB" else ())
+            Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(root / c / f"{i}.png")
+
+
+def test_image_folder_single_tree_and_resize(tmp_path):
+    _write_tree(tmp_path / "tree", n=10)
+    s = data.load_splits("imagefolder", root=tmp_path / "tree", image_size=8, val_fraction=0.25,
+                         mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert s.classes == ("cat", "dog") and s.shape == (3, 8, 8)
+    assert len(s.train) + len(s.val) + len(s.test) == 20
+    assert s.norm.mean == (0.5, 0.5, 0.5)  # user-supplied statistics are used as given
+
+
+def test_image_folder_train_val_test_subfolders(tmp_path):
+    for split in ("train", "val", "test"):
+        _write_tree(tmp_path / split, n=3, mode="L")
+    s = data.load_splits("imagefolder", root=tmp_path)
+    assert (len(s.train), len(s.val), len(s.test)) == (6, 6, 6) and s.shape == (1, 10, 12)
+
+
+def test_image_folder_bad_trees(tmp_path):
+    _write_tree(tmp_path / "one", classes=("only",))
+    with pytest.raises(data.DataError, match="at least two class folders"):
+        data.load_splits("imagefolder", root=tmp_path / "one")
+    _write_tree(tmp_path / "empty")
+    (tmp_path / "empty" / "void").mkdir()
+    with pytest.raises(data.DataError, match="holds no images"):
+        data.load_splits("imagefolder", root=tmp_path / "empty")
+    _write_tree(tmp_path / "bad")
+    (tmp_path / "bad" / "cat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(data.DataError, match="broken.png"):
+        data.load_splits("imagefolder", root=tmp_path / "bad")
+
+
+def test_bad_parameters():
+    with pytest.raises(ValueError, match="dataset='mnist'.*allowed values"):
+        data.load_splits("mnist")
+    with pytest.raises(ValueError, match="val_fraction"):
+        data.load_splits("synthetic", val_fraction=1.5)
+    with pytest.raises(ValueError, match="both mean and std"):
+        data.load_splits("synthetic", mean=(0.5,))
+    with pytest.raises(ValueError, match="std > 0"):
+        data.Normalization((0.5,), (0.0,))
+
+
+def test_stats_cached_and_normalization_round_trip(tmp_cache):
+    s = data.load_splits("synthetic")
+    x = s.norm(s.train.images)
+    assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3  # stats computed on train
+    assert len(list((tmp_cache / "cache" / "stats").glob("*.json"))) == 1
+    assert torch.allclose(s.norm.invert(x) * 255, s.train.images.float(), atol=1e-3)
+
+
+def test_random_crop_flip_is_a_shifted_window():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).view(2, 3, 6, 6)
+    y = data.random_crop_flip(x, pad=2, flip=False, generator=g)
+    assert y.shape == x.shape
+    xp = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for b in range(2):  # every output is some 6x6 window of the padded input
+        assert any(torch.equal(y[b], xp[b, :, i:i + 6, j:j + 6]) for i in range(5) for j in range(5))
+    z = data.random_crop_flip(x, pad=0, flip=True, generator=g)
+    for b in range(2):
+        assert torch.equal(z[b], x[b]) or torch.equal(z[b], x[b].flip(2))
+
+
+@needs_fmnist
+def test_real_fashion_mnist():
+    s = data.load_splits("fashion_mnist")
+    assert (len(s.train), len(s.val), len(s.test)) == (54000, 6000, 10000)
+    assert torch.bincount(s.test.labels).tolist() == [1000] * 10
+    assert 0.27 < s.norm.mean[0] < 0.30 and 0.34 < s.norm.std[0] < 0.37

@@ -1,0 +1,76 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from patchnb import patches
+
+
+def test_sample_patches_are_real_windows():
+    x = torch.randn(4, 2, 9, 9)
+    p = patches.sample_patches(x, 50, 3, seed=1)
+    assert p.shape == (50, 2, 3, 3)
+    windows = F.unfold(x, 3).transpose(1, 2).reshape(-1, 18)
+    for row in p.flatten(1)[:10]:
+        assert (windows - row).abs().sum(1).min() == 0
+    assert torch.equal(p, patches.sample_patches(x, 50, 3, seed=1))  # seeded
+
+
+def test_bad_patch_size_and_counts():
+    x = torch.randn(2, 1, 6, 6)
+    with pytest.raises(ValueError, match="patch size=7.*1..6"):
+        patches.sample_patches(x, 10, 7)
+    with pytest.raises(ValueError, match="n_patches must be positive"):
+        patches.sample_patches(x, 0, 3)
+    with pytest.raises(ValueError, match="too many"):
+        patches.dictionary_patches(torch.zeros(2, 1, 6, 6), 10, 3)
+
+
+def test_dictionary_patches_drop_low_norms():
+    x = torch.zeros(10, 1, 8, 8)
+    x[:5] = torch.randn(5, 1, 8, 8)
+    p = patches.dictionary_patches(x, 100, 3, min_norm=0.01)
+    assert len(p) == 100 and (p.flatten(1).norm(dim=1) >= 0.01).all()
+
+
+def test_patch_moments_match_float64_reference():
+    x = torch.randn(37, 3, 10, 10) * 2 + 5
+    m, c = patches.patch_moments(x, 4, batch_size=8)
+    p = F.unfold(x.double(), 4).transpose(1, 2).reshape(-1, 48)
+    np.testing.assert_allclose(m.numpy(), p.mean(0).numpy(), atol=1e-5)
+    np.testing.assert_allclose(c.numpy(), np.cov(p.numpy().T, bias=True), atol=1e-4)
+
+
+def test_whitening_makes_identity_covariance():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(25, 25, generator=g)
+    pts = torch.randn(20000, 25, generator=g) @ a
+    mean, cov = pts.double().mean(0), torch.cov(pts.double().T, correction=0)
+    for kind in ("pca", "zca"):
+        w = patches.Whitening.from_covariance(mean, cov, kind, eps=1e-6)
+        cw = torch.cov(w(pts).T.double())
+        assert torch.allclose(cw, torch.eye(25, dtype=torch.float64), atol=1e-2)
+    zca = patches.Whitening.from_covariance(mean, cov, "zca").matrix
+    assert torch.allclose(zca, zca.T, atol=1e-4)  # ZCA = W U^T is symmetric
+    with pytest.raises(ValueError, match="allowed values"):
+        patches.Whitening.from_covariance(mean, cov, "bogus")
+
+
+def test_pca_whitening_formula_with_eps():
+    cov = torch.diag(torch.tensor([4.0, 1.0], dtype=torch.float64))
+    w = patches.Whitening.from_covariance(torch.zeros(2), cov, "pca", eps=1e-3).matrix
+    expected = torch.tensor([1 / (1 + 1e-3), 1 / (2 + 1e-3)])  # 1/(sqrt(lambda)+eps), eigenvalues ascending
+    assert torch.allclose(w.abs().sum(0), expected, atol=1e-6)
+
+
+def test_figure5_variants_and_unit_normalize():
+    x = torch.randn(1000, 1, 5, 5)
+    x[:30] = 0
+    cov = torch.eye(25, dtype=torch.float64)
+    v = patches.figure5_variants(x, patches.Whitening.from_covariance(torch.zeros(25), cov), seed=0)
+    assert set(v) == set(patches.FIGURE5_VARIANTS) and all(t.shape == (1000, 25) for t in v.values())
+    # shuffling permutes each patch's own values
+    assert torch.allclose(v["shuffled"].sort(1).values, v["original"].sort(1).values)
+    u, dropped = patches.unit_normalize(v["original"])
+    assert dropped["zero_norm"] == 30 and torch.isfinite(u).all()
+    assert torch.allclose(u.norm(dim=1), torch.ones(len(u)), atol=1e-5)
