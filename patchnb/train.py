@@ -267,6 +267,14 @@ class TrainResult:
                 "seconds": self.seconds, "images_per_second": self.images_per_second}
 
 
+def _distributed() -> tuple[int, int]:
+    """(rank, world size) of this process; (0, 1) outside ``torch.distributed``."""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 def _scalars(d: dict) -> dict:
     return {k: v for k, v in d.items() if isinstance(v, (int, float))}
 
@@ -281,10 +289,24 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     ``last.pt`` atomically (model, optimiser, schedule, RNG states, history, run id), and a call
     with the same ``run_dir`` and config resumes exactly where the previous one stopped, or
     returns the stored result when the run had finished.
+
+    Under ``torchrun`` (``torch.distributed`` initialised) the model is wrapped in
+    DistributedDataParallel (BatchNorm synchronised on GPUs), every process draws the same global
+    batch and trains on its ``rank::world`` share, so gradients equal the single-process ones;
+    only rank 0 writes checkpoints and records.
     """
     method = method or Classification()
     device = resolve_device(cfg.device)
     model.to(device)
+    rank, world = _distributed()
+    if cfg.batch_size % world:
+        raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({world})")
+    net = model
+    if world > 1:  # torchrun: each process takes every world-th image of each global batch
+        if device.type == "cuda":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
     run_dir = Path(run_dir) if run_dir else None
     config = {"train": asdict(cfg), "method": repr(method), **(extra_config or {})}
     fingerprint = hashlib.sha1(json.dumps(_plainjson(config), sort_keys=True).encode()).hexdigest()[:12]
@@ -314,11 +336,13 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
         start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
         best_state, history, run_id, bad_epochs = ck["best_state"], ck["history"], ck["run_id"], ck["bad_epochs"]
         train_seconds, images_seen = ck["train_seconds"], ck["images_seen"]
+    if rank > 0:
+        run_dir = None  # only the first process writes checkpoints and records
     tracker = Run(name, config, run_dir, run_id=run_id)
     for row in history:
         tracker.history.append(row)
 
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=name, disable=not progress, initial=start_epoch,
+    bar = tqdm(range(start_epoch, cfg.epochs), desc=name, disable=not progress or rank > 0, initial=start_epoch,
                total=cfg.epochs)
     for epoch in bar:
         model.train()
@@ -328,7 +352,7 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
                                                                 generator=generator, drop_last=True)):
             if step >= steps_per_epoch:
                 break
-            loss, metrics = method.step(model, images, labels, splits, generator)
+            loss, metrics = method.step(net, images[rank::world], labels[rank::world], splits, generator)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"{method.name}: loss is {loss.item()} at epoch {epoch} step {step} of run "
                                        f"{name!r}; lower the learning rate (lr={cfg.lr}) or check the inputs")
@@ -337,7 +361,7 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            images_seen += len(images)
+            images_seen += len(images)  # global batch, all processes
             for k, v in metrics.items():
                 extras.setdefault(k, []).append(v)
         train_seconds += time.perf_counter() - t0
