@@ -87,8 +87,20 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output:
         if partial.exists():
             os.replace(partial, failed)
         raise RuntimeError(f"{source} failed ({type(e).__name__}); the partial output is {failed}:\n{e}") from e
+    _hide_injected_parameters(partial)
     os.replace(partial, output)
     return time.perf_counter() - t0
+
+
+def _hide_injected_parameters(path: Path) -> None:
+    """Tag papermill's injected-parameters cell ``remove-cell`` so the page reads as an essay
+    (the page states its scale and dataset in prose)."""
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "remove-cell" not in tags:
+            cell["metadata"]["tags"] = tags + ["remove-cell"]
+    path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
 
 
 def notebook_key(source: Path, parameters: dict) -> str:

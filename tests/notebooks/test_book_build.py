@@ -17,3 +17,4 @@ def test_smoke_book_builds_with_warnings_as_errors():
     for page in ("dictionary", "intrinsic_dimension"):
         text = (html / "book" / "nb" / f"{page}.html").read_text()
         assert "scale=smoke" in text and "Traceback" not in text
+        assert "Parameters" not in text  # papermill's injected cell is hidden
