@@ -171,3 +171,23 @@ def test_real_fashion_mnist():
     assert (len(s.train), len(s.val), len(s.test)) == (54000, 6000, 10000)
     assert torch.bincount(s.test.labels).tolist() == [1000] * 10
     assert 0.27 < s.norm.mean[0] < 0.30 and 0.34 < s.norm.std[0] < 0.37
+
+
+def test_download_uses_torchvision_layout(tmp_cache, monkeypatch):
+    """`patchnb data fashion_mnist` without apt: torchvision writes root/FashionMNIST/raw/*.gz."""
+    import torchvision
+
+    calls = []
+
+    class FakeFashionMNIST:
+        def __init__(self, root, train, download):
+            calls.append((train, download))
+            write_fmnist(root / "FashionMNIST" / "raw")
+
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_cache / "nowhere")
+    monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
+    path = data.download("fashion_mnist")
+    assert calls == [(True, True), (False, True)] and path.name == "raw"
+    assert len(data.load_splits("fashion_mnist").test) == 10
+    with pytest.raises(ValueError, match="dataset='imagefolder'"):
+        data.download("imagefolder")
