@@ -84,7 +84,7 @@ def mochi_negatives(q: torch.Tensor, queue: torch.Tensor, n_hard: int = 1024, s:
     :math:`h' = \mathrm{normalize}(\beta q + (1-\beta) n_j)` with :math:`\beta \sim U(0, 0.5)`
     (the query is detached, as in the paper). Returns (B, s + s_prime, D), normalised, no grad.
     """
-    check_embeddings("q", q)
+    check_embeddings("q", q, min_batch=1)
     if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(f"queue must have shape (K, {q.shape[1]}), got {tuple(queue.shape)}")
     if n_hard < 1 or s < 0 or s_prime < 0:
