@@ -91,7 +91,7 @@ class Augment:
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"Augment expects a float (B, C, H, W) batch in [0, 1], got {x.dtype} {tuple(x.shape)}")
         x = self._crop_flip(x, generator, self.crop_scale)
-        return self._photometric(x, generator)
+        return self._photometric(x, generator).clamp_(0, 1)
 
     def patches(self, x: torch.Tensor, n_patches: int, generator: torch.Generator | None = None,
                 scale: tuple[float, float] = (0.25, 1.0)) -> torch.Tensor:
@@ -104,7 +104,7 @@ class Augment:
         b = x.shape[0]
         rep = x.repeat(n_patches, 1, 1, 1)  # (n*B, ...) patch-major
         rep = self._crop_flip(rep, generator, tuple(scale), force_crop=True)
-        return self._photometric(rep, generator).view(n_patches, b, *x.shape[1:])
+        return self._photometric(rep, generator).clamp_(0, 1).view(n_patches, b, *x.shape[1:])
 
     # ------------------------------------------------------------------ pieces
 

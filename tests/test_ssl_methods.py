@@ -1,0 +1,172 @@
+"""Augmentation, backbone, kNN scorer and the SSL methods trained through patchnb.train.fit."""
+
+import copy
+
+import pytest
+import torch
+
+from patchnb import data, train
+from patchnb.ssl import EMPSSL, HCL, Augment, MoCoV2, ResNet18, SimCLR, SupCon, knn_accuracy, make_model
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return data.load_splits("synthetic", train_size=128, val_size=32, test_size=32)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+
+def test_augment_shapes_ranges_and_seeding():
+    x1 = torch.rand(8, 1, 16, 16)
+    x3 = torch.rand(8, 3, 16, 16)
+    aug = Augment(solarize_prob=0.3)
+    for x in (x1, x3):
+        a = aug(x, torch.Generator().manual_seed(1))
+        b = aug(x, torch.Generator().manual_seed(1))
+        c = aug(x, torch.Generator().manual_seed(2))
+        assert a.shape == x.shape and a.dtype == x.dtype
+        assert a.min() >= 0 and a.max() <= 1
+        assert torch.equal(a, b) and not torch.equal(a, c)
+    p = Augment.emp_ssl().patches(x3, 5, torch.Generator().manual_seed(0))
+    assert p.shape == (5, 8, 3, 16, 16) and p.min() >= 0 and p.max() <= 1
+    assert not torch.equal(p[0], p[1])
+
+
+def test_augment_identity_and_flip_exact():
+    x = torch.rand(4, 3, 12, 12)
+    off = dict(crop_prob=0.0, flip_prob=0.0, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0)
+    assert torch.allclose(Augment(**off)(x), x, atol=1e-6)
+    flip = Augment(**{**off, "flip_prob": 1.0})(x)
+    assert torch.allclose(flip, x.flip(3), atol=1e-6)
+    gray = Augment(**{**off, "grayscale_prob": 1.0})(x)
+    assert torch.allclose(gray[:, 0], gray[:, 1]) and torch.allclose(gray[:, 0], gray[:, 2])
+    sol = Augment(**{**off, "solarize_prob": 1.0})(x)
+    assert torch.allclose(sol, torch.where(x >= 0.5, 1 - x, x))
+    # 1 channel: jitter is brightness + contrast only, always within [0, 1]
+    y = Augment(**{**off, "jitter_prob": 1.0})(torch.rand(4, 1, 12, 12))
+    assert y.min() >= 0 and y.max() <= 1
+
+
+def test_augment_crop_zooms_in():
+    # a crop of area fraction s of a horizontal ramp spans a narrower range of values than the ramp
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(16, 1, 32, 32).contiguous()
+    out = Augment(crop_scale=(0.25, 0.25), crop_ratio=(1, 1), flip_prob=0, jitter_prob=0, blur_prob=0,
+                  grayscale_prob=0)(ramp, torch.Generator().manual_seed(0))
+    span = out[:, 0, 0, -1] - out[:, 0, 0, 0]
+    assert torch.allclose(span, torch.full_like(span, 0.5), atol=0.05)  # side = sqrt(0.25) of the image
+
+
+def test_augment_bad_parameters():
+    with pytest.raises(ValueError, match="blur_prob"):
+        Augment(blur_prob=1.5)
+    with pytest.raises(ValueError, match="crop_scale"):
+        Augment(crop_scale=(0.5, 0.2))
+    with pytest.raises(ValueError, match="n_patches"):
+        Augment().patches(torch.rand(2, 1, 8, 8), 0)
+
+
+# ----------------------------------------------------------------------------- backbone and kNN
+
+
+def test_backbone_width_and_head():
+    net = ResNet18(in_channels=1, width=4)
+    assert net.out_dim == 32
+    assert net(torch.rand(3, 1, 28, 28)).shape == (3, 32)
+    m = make_model(3, width=4, hidden_dim=16, out_dim=8, batchnorm=False)
+    x = torch.rand(2, 3, 16, 16)
+    assert m(x).shape == (2, 32) and m(x, project=True).shape == (2, 8)
+
+
+def test_knn_accuracy_hand_worked():
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    bank_labels = torch.tensor([0, 0, 1, 1])
+    q = torch.tensor([[1.0, 0.05], [0.05, 1.0], [1.0, 0.0]])
+    assert knn_accuracy(bank, bank_labels, q, torch.tensor([0, 1, 1]), k=2) == pytest.approx(2 / 3)
+    assert knn_accuracy(bank, bank_labels, q, torch.tensor([0, 1, 0]), k=20) == 1.0  # k capped at the bank size
+
+
+# ----------------------------------------------------------------------------- methods through fit
+
+SMALL = dict(width=4, hidden_dim=32, out_dim=16)
+CFG = dict(epochs=3, batch_size=32, optimizer="adam", lr=3e-3, schedule="constant", seed=0, max_steps_per_epoch=4)
+
+
+def fixed_loss(method, model, batch, splits, queue=None):
+    """The loss of one fixed batch with fixed augmentation randomness, on a copy of the model."""
+    m = copy.deepcopy(model)
+    if queue is not None:
+        m.queue.copy_(queue)
+    m.train()
+    with torch.no_grad():
+        loss, _ = method.step(m, batch[0], batch[1], splits, torch.Generator().manual_seed(123))
+    return loss.item()
+
+
+METHOD_CASES = [
+    SimCLR(),
+    HCL(),
+    SupCon(),
+    MoCoV2(queue_size=64, momentum=0.9),
+    MoCoV2(queue_size=64, momentum=0.9, eqco_alpha=16, mochi=True, mochi_n_hard=16, mochi_s=16, mochi_s_prime=4,
+           name="mocov2_eqco_mochi"),
+    EMPSSL(n_patches=4, invariance_weight=20.0),
+]
+
+
+@pytest.mark.parametrize("method", METHOD_CASES, ids=lambda m: m.name)
+def test_method_trains_through_fit_and_lowers_its_loss(method, splits, tmp_path):
+    torch.manual_seed(0)
+    model = method.make_model(1, **SMALL)
+    batch = (splits.train.images[:32], splits.train.labels[:32])
+    queue = model.queue.clone() if hasattr(model, "queue") else None
+    before = fixed_loss(method, model, batch, splits, queue)
+    result = train.fit(model, splits, train.TrainConfig(**CFG), method=method, run_dir=tmp_path / "run",
+                       name=method.name, progress=False)
+    after = fixed_loss(method, model, batch, splits, queue)
+    assert after < before, (method.name, before, after)
+    assert 0.0 <= result.val["score"] <= 1.0 and 0.0 <= result.test["score"] <= 1.0
+    assert len(result.history) == 3 and all("loss" in row for row in result.history)
+
+
+def test_moco_momentum_encoder_and_queue(splits):
+    method = MoCoV2(queue_size=48, momentum=0.5)
+    model = method.make_model(1, **SMALL)
+    assert not any(p.requires_grad for p in model.key_backbone.parameters())
+    assert "queue" in model.state_dict() and "key_backbone.stem.0.weight" in model.state_dict()
+    old_queue = model.queue.clone()
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            p.add_(1.0)
+    key_before = model.key_backbone.stem[0].weight.clone()
+    images, labels = splits.train.images[:32], splits.train.labels[:32]
+    loss, _ = method.step(model, images, labels, splits, torch.Generator().manual_seed(0))
+    assert torch.isfinite(loss)
+    online = model.backbone.stem[0].weight
+    assert torch.allclose(model.key_backbone.stem[0].weight, 0.5 * key_before + 0.5 * online)
+    assert int(model.queue_ptr) == 32
+    assert not torch.equal(model.queue[:32], old_queue[:32]) and torch.equal(model.queue[32:], old_queue[32:])
+    method.step(model, images, labels, splits, torch.Generator().manual_seed(1))
+    assert int(model.queue_ptr) == (64 % 48)  # ring buffer wraps
+    with pytest.raises(ValueError, match="queue"):
+        method.step(make_model(1, **SMALL), images, labels, splits, torch.Generator())
+
+
+def test_eqco_margin_is_used_by_moco():
+    m = MoCoV2(queue_size=4096, temperature=0.2, eqco_alpha=256)
+    assert m.effective_margin() == pytest.approx(0.2 * torch.log(torch.tensor(256 / 4096)).item())
+    assert MoCoV2(margin=0.1).effective_margin() == 0.1
+
+
+def test_nan_loss_stops_the_run_naming_method_and_step(splits):
+    method = SimCLR()
+    model = method.make_model(1, **SMALL)
+    with torch.no_grad():
+        model.projector.net[-1].weight.fill_(float("nan"))
+    with pytest.raises(train.TrainingDiverged, match=r"simclr.*step 0"):
+        train.fit(model, splits, train.TrainConfig(**CFG), method=method, progress=False)
+
+
+def test_emp_ssl_rejects_one_patch():
+    with pytest.raises(ValueError, match="n_patches"):
+        EMPSSL(n_patches=1)
