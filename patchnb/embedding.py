@@ -1,0 +1,356 @@
+"""The kNN patch embedding of Brutzkus et al., "Efficient Learning of CNNs using Patch Based
+Features", ICML 2022, Sec. 5 (Phi_hard, Phi_full) and its ablations, plus the fast selection kernel.
+
+Distances as one convolution: for a patch x (row vector, D = C p p) and a centroid c_q of the
+whitened dictionary, ||x W - c_q||^2 = ||x W||^2 - 2 <x, W c_q> + ||c_q||^2, so up to the
+per-position constant ||x W||^2 / 2 the score is s_q = -<x, W c_q> + 1/2 ||c_q||^2: a conv2d with
+kernel -c_q W^T (reshaped to (N, C, p, p)) and bias 1/2 ||c_q||^2. Phi_hard marks the k smallest
+scores at each position; Phi_full multiplies that mask by a learnable conv of the raw patch.
+
+The selection (not the convolution) is the cost. :func:`knn_mask` and :func:`knn_pool` use a small
+C kernel (``_knn.c``, compiled with the system C compiler on first use and cached; counting passes
+on contiguous rows, exact ties by index), and fall back to torch (``kthvalue`` + exact tie fix-up)
+on GPUs, without a compiler, or with ``PATCHNB_KNN_BACKEND=torch``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .data import check_choice
+
+MODES = ("hard", "full", "simple", "triangle", "kth")
+BACKENDS = ("auto", "c", "torch")
+_SOURCE = Path(__file__).with_name("_knn.c")
+_LIB: ctypes.CDLL | None | bool = None  # None: not tried yet; False: unavailable
+
+
+# ----------------------------------------------------------------------------- the C kernel
+
+
+def _cpu_tag() -> str:
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor()
+    return hashlib.sha1(f"{platform.machine()}{flags}".encode()).hexdigest()[:10]
+
+
+def _load_lib() -> ctypes.CDLL | None:
+    """Compile ``_knn.c`` once per source version and CPU (``-O3 -march=native``) into the patchnb
+    cache, then load it; ``None`` when no compiler is available (the torch path is used)."""
+    global _LIB
+    if _LIB is not None:
+        return _LIB or None
+    try:
+        from .data import cache_dir
+
+        src = _SOURCE.read_bytes()
+        tag = hashlib.sha1(src).hexdigest()[:12] + "-" + _cpu_tag()
+        out = cache_dir() / "kernels" / f"knn-{tag}.so"
+        if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            cc = os.environ.get("CC", "cc")
+            with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+                tmp_so = Path(tmp) / out.name
+                flags = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
+                subprocess.run([cc, *flags, "-o", str(tmp_so), str(_SOURCE), "-lm"], check=True,
+                               capture_output=True, timeout=120)
+                os.replace(tmp_so, out)
+        lib = ctypes.CDLL(str(out))
+        i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        lib.knn_mask_strided.argtypes = [vp, vp] + [i64] * 9 + [ci, ci]
+        lib.knn_pool_cl.argtypes = [vp, vp, i64, i64, i64, i64, ci, ci, ci, i64, i64, ci]
+        lib.knn_mask_strided.restype = lib.knn_pool_cl.restype = ci
+        _LIB = lib
+    except (OSError, subprocess.SubprocessError, FileNotFoundError):
+        _LIB = False
+    return _LIB or None
+
+
+def kernel_backend(scores: torch.Tensor | None = None) -> str:
+    """``"c"`` when the compiled kernel serves ``scores`` (CPU float32), else ``"torch"``."""
+    want = os.environ.get("PATCHNB_KNN_BACKEND", "auto")
+    check_choice("PATCHNB_KNN_BACKEND", want, BACKENDS)
+    if want == "torch":
+        return "torch"
+    ok = scores is None or (scores.device.type == "cpu" and scores.dtype == torch.float32)
+    if ok and _load_lib() is not None:
+        return "c"
+    if want == "c":
+        raise RuntimeError("PATCHNB_KNN_BACKEND=c but the C kernel is unavailable (no C compiler, or the "
+                           "scores are not float32 on the CPU)")
+    return "torch"
+
+
+def _check_scores(scores: torch.Tensor, k: int) -> None:
+    if not isinstance(scores, torch.Tensor) or scores.ndim != 4:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise ValueError(f"scores must be a 4-D tensor (B, N, H, W), got {shape}")
+    n = scores.shape[1]
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
+        raise ValueError(f"k={k!r} must be an integer with 1 <= k <= N={n} (the number of centroids)")
+    if not scores.is_floating_point():
+        raise ValueError(f"scores must be floating point, got {scores.dtype}")
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def knn_mask_reference(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Straightforward reference: rank by a stable sort along N (ties: lower index first), keep ranks < k."""
+    _check_scores(scores, k)
+    order = scores.sort(dim=1, stable=True).indices
+    ranks = order.argsort(dim=1)
+    return (ranks < k).to(torch.float32)
+
+
+def _knn_mask_torch(scores: torch.Tensor, k: int) -> torch.Tensor:
+    if torch.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    s = scores.movedim(1, -1)
+    t = s.kthvalue(k, dim=-1, keepdim=True).values if s.device.type == "cpu" else \
+        s.topk(k, dim=-1, largest=False).values.amax(-1, keepdim=True)
+    lt = s < t
+    need = k - lt.sum(-1, keepdim=True)
+    eq = s == t
+    mask = lt | (eq & (eq.cumsum(-1) <= need))  # exact ties: the lowest indices first
+    out = mask.movedim(-1, 1).to(torch.float32)
+    return out.contiguous() if scores.is_contiguous() else out
+
+
+def knn_mask(scores: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Phi_hard (Brutzkus et al. 2022, Sec. 5): 1 where centroid q is among the k nearest at a position.
+
+    ``scores`` (B, N, H, W) are distances up to a per-position constant (smaller is nearer). Returns a
+    float32 mask of the same shape (and memory format) with exactly ``k`` ones at every position;
+    ties break by the lower centroid index, as a stable sort would. ``out`` (float32, same shape and
+    strides) is reused when given, which avoids page-faulting a fresh buffer of the scores' size.
+    """
+    _check_scores(scores, k)
+    if kernel_backend(scores) == "torch":
+        return _knn_mask_torch(scores, k)
+    b, n, h, w = scores.shape
+    s = scores
+    if s.stride(2) != w * s.stride(3):  # (h, w) must flatten to one stride
+        s = s.contiguous()
+    if out is None:
+        out = torch.empty_like(s, dtype=torch.float32)
+    elif out.shape != s.shape or out.dtype != torch.float32 or out.stride(2) != w * out.stride(3):
+        raise ValueError(f"out must be float32 of shape {tuple(s.shape)} with (H, W) flattenable strides")
+    err = _load_lib().knn_mask_strided(s.data_ptr(), out.data_ptr(), b, n, h * w, s.stride(0), s.stride(1),
+                                       s.stride(3), out.stride(0), out.stride(1), out.stride(3), k, _threads())
+    if err:
+        raise ValueError("scores contain NaN")
+    return out
+
+
+def pooled_size(size: int, kernel_size: int, stride: int, ceil_mode: bool = True) -> int:
+    """Output length of torch's avg_pool2d (padding 0) along one axis."""
+    return F.avg_pool1d(torch.empty(1, 1, size, device="meta"), kernel_size, stride, ceil_mode=ceil_mode).shape[-1]
+
+
+def knn_pool(scores: torch.Tensor, k: int, kernel_size: int = 4, stride: int | None = None,
+             ceil_mode: bool = True) -> torch.Tensor:
+    """``avg_pool2d(knn_mask(scores, k), kernel_size, stride, ceil_mode=ceil_mode)`` without the mask.
+
+    Exactly equal to mask-then-pool (the network pools Phi_hard right away: Brutzkus et al. 2022,
+    Sec. 5, AvgPool(4, stride 4, ceil)). Fused in C when ``scores`` are channels-last float32 on the
+    CPU (per position: select, add the row into its pooling cells, divide by the clipped window area);
+    otherwise mask then pool. Returns (B, N, Hp, Wp) (channels-last strides on the fused path).
+    """
+    _check_scores(scores, k)
+    stride = kernel_size if stride is None else stride
+    if kernel_size < 1 or stride < 1:
+        raise ValueError(f"kernel_size={kernel_size} and stride={stride} must be >= 1")
+    b, n, h, w = scores.shape
+    if kernel_backend(scores) == "torch" or not scores.is_contiguous(memory_format=torch.channels_last) \
+            or kernel_size > h or kernel_size > w:
+        return F.avg_pool2d(knn_mask(scores, k), kernel_size, stride, ceil_mode=ceil_mode)
+    hp, wp = pooled_size(h, kernel_size, stride, ceil_mode), pooled_size(w, kernel_size, stride, ceil_mode)
+    out = torch.empty(b, hp, wp, n)
+    err = _load_lib().knn_pool_cl(scores.data_ptr(), out.data_ptr(), b, h, w, n, k, kernel_size, stride, hp, wp,
+                                  _threads())
+    if err:
+        raise ValueError("scores contain NaN")
+    return out.permute(0, 3, 1, 2)
+
+
+def kth_neighbour_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """One-hot of only the k-th nearest centroid at each position (an ablation of the original code)."""
+    m = knn_mask(scores, k)
+    return m - knn_mask(scores, k - 1) if k > 1 else m
+
+
+def triangle_encoding(scores: torch.Tensor) -> torch.Tensor:
+    """Coates & Ng's "triangle" encoding relu(mean_q s_q - s_q) (an ablation in the original code)."""
+    return F.relu(scores.mean(1, keepdim=True) - scores)
+
+
+# ----------------------------------------------------------------------------- dictionary
+
+
+def build_dictionary(images_float: torch.Tensor, patch_size: int, n_patches: int, n_centroids: int,
+                     whitening: str = "pca", seed: int = 0, random_gaussian: bool = False,
+                     n_iter: int = 20, eps: float = 1e-3) -> dict:
+    """The unsupervised stage (Brutzkus et al. 2022, Sec. 5): whitening from the moments of all
+    patches of ``images_float`` (already normalised as the model sees them), ``n_patches`` sampled
+    patches (norm >= 0.01) whitened and clustered by k-means into ``n_centroids`` centroids.
+
+    ``random_gaussian=True`` is the ablation of Table 1: standard gaussian centroids in the whitened
+    space instead of clustered patches. Returns ``{"centroids" (N, D), "whitening" (D, D),
+    "patch_size", "channels", "mean" (D,)}``, the arguments of :class:`PatchEmbedding`.
+    """
+    from . import cluster, patches
+
+    check_choice("whitening", whitening, patches.WHITENINGS)
+    if images_float.ndim != 4:
+        raise ValueError(f"images_float must be (N, C, H, W), got shape {tuple(images_float.shape)}")
+    x = images_float.float()
+    mean, cov = patches.patch_moments(x, patch_size)
+    wh = patches.Whitening.from_covariance(mean, cov, whitening, eps)
+    d = x.shape[1] * patch_size * patch_size
+    if random_gaussian:
+        g = torch.Generator().manual_seed(seed)
+        centroids = torch.randn(n_centroids, d, generator=g)
+    else:
+        pts = wh(patches.dictionary_patches(x, n_patches, patch_size, seed))
+        centroids = cluster.kmeans(pts, n_centroids, n_iter=n_iter, seed=seed).centroids
+    return {"centroids": centroids.float(), "whitening": wh.matrix.float(), "patch_size": patch_size,
+            "channels": x.shape[1], "mean": mean.float()}
+
+
+# ----------------------------------------------------------------------------- the module
+
+
+class PatchEmbedding(nn.Module):
+    """The patch embedding of Brutzkus et al. (ICML 2022, Sec. 5) from a whitened dictionary.
+
+    Scores are ONE conv2d with the frozen buffers ``kernel = -c_q W^T`` (N, C, p, p) and
+    ``bias = 1/2 ||c_q||^2``. Modes:
+
+    * ``hard``: Phi_hard, the k-nearest-centroid mask (N channels);
+    * ``full``: Phi_full, the mask times a learnable conv C -> N of the raw patch (padding 0);
+    * ``simple``: Table 2's unconstrained full embedding: the mask (B, N, H, W) times the raw patch
+      (C p p values), N C p p channels, then a learnable 1x1 linear map to ``out_channels``;
+    * ``triangle``: relu(mean_q s_q - s_q) (Coates & Ng);
+    * ``kth``: a one-hot of only the k-th nearest centroid.
+
+    ``forward(x, pool=None)``: with ``pool=(size, stride, ceil_mode)`` the pooled embedding is
+    returned; in ``hard`` mode on the CPU it is fused (the full mask is never materialised).
+    """
+
+    def __init__(self, centroids: torch.Tensor, whitening: torch.Tensor, patch_size: int, channels: int,
+                 k: int, mode: str = "hard", out_channels: int | None = None) -> None:
+        super().__init__()
+        check_choice("mode", mode, MODES)
+        centroids, whitening = torch.as_tensor(centroids).float(), torch.as_tensor(whitening).float()
+        d = channels * patch_size * patch_size
+        if centroids.ndim != 2 or centroids.shape[1] != d:
+            raise ValueError(f"centroids must be (N, D) with D = channels * patch_size^2 = {channels}*{patch_size}^2"
+                             f" = {d}, got {tuple(centroids.shape)}: the dictionary does not match the patch size "
+                             f"or channel count")
+        if whitening.shape != (d, d):
+            raise ValueError(f"whitening must be ({d}, {d}) for {channels} channels and {patch_size}x{patch_size} "
+                             f"patches, got {tuple(whitening.shape)}")
+        n = centroids.shape[0]
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
+            raise ValueError(f"k={k!r} must be an integer with 1 <= k <= N={n} (the dictionary size)")
+        self.n, self.k, self.mode, self.patch_size, self.channels = n, k, mode, patch_size, channels
+        kernel = -(centroids @ whitening.T)  # row q: -(W c_q)^T, i.e. the kernel -c_q W^T
+        self.register_buffer("kernel", kernel.reshape(n, channels, patch_size, patch_size).contiguous())
+        self.register_buffer("bias", 0.5 * (centroids * centroids).sum(1))
+        self.out_channels = n
+        if mode == "full":
+            self.conv = nn.Conv2d(channels, n, patch_size)
+        elif mode == "simple":
+            self.out_channels = out_channels or n
+            self.linear = nn.Conv2d(n * d, self.out_channels, 1)
+
+    @classmethod
+    def from_dictionary(cls, dictionary: dict, k: int, mode: str = "hard", **kw) -> PatchEmbedding:
+        return cls(dictionary["centroids"], dictionary["whitening"], dictionary["patch_size"],
+                   dictionary["channels"], k, mode, **kw)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"input must be (B, {self.channels}, H, W) for this dictionary of {self.channels}-channel "
+                             f"{self.patch_size}x{self.patch_size} patches, got {tuple(x.shape)}")
+        if min(x.shape[-2:]) < self.patch_size:
+            raise ValueError(f"images of {tuple(x.shape[-2:])} are smaller than the patch size {self.patch_size}")
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """s_q = -<x, W c_q> + 1/2 ||c_q||^2 at every position: the conv2d with the frozen ``kernel`` and
+        ``bias``, (B, N, H', W'). On the CPU it runs as one GEMM of the unfolded patches, which leaves the
+        scores in channels-last rows, the layout the selection kernel reads fastest."""
+        self._check_input(x)
+        if x.device.type != "cpu":
+            return F.conv2d(x, self.kernel, self.bias)
+        b, _, h, w = x.shape
+        ho, wo = h - self.patch_size + 1, w - self.patch_size + 1
+        rows = F.unfold(x, self.patch_size).transpose(1, 2).reshape(b * ho * wo, -1)
+        s = torch.addmm(self.bias, rows, self.kernel.view(self.n, -1).T)
+        return s.view(b, ho, wo, self.n).permute(0, 3, 1, 2)
+
+    def _hard_pooled(self, x: torch.Tensor, size: int, stride: int, ceil_mode: bool) -> torch.Tensor:
+        """Fused Phi_hard + AvgPool: scores of a few images at a time into one reused buffer (no
+        page-faulting 150 MB tensors), selected and pooled by the C kernel while still in cache."""
+        self._check_input(x)
+        if x.device.type != "cpu" or kernel_backend(x.float()) != "c":
+            return knn_pool(self.scores(x), self.k, size, stride, ceil_mode)
+        b, _, h, w = x.shape
+        p = self.patch_size
+        ho, wo = h - p + 1, w - p + 1
+        if size > ho or size > wo:
+            return F.avg_pool2d(knn_mask(self.scores(x), self.k), size, stride, ceil_mode=ceil_mode)
+        chunk = max(1, self.CHUNK_ROWS // (ho * wo))
+        kt = self.kernel.view(self.n, -1).T
+        buf = torch.empty(min(chunk, b) * ho * wo, self.n)
+        outs = []
+        for i in range(0, b, chunk):
+            xi = x[i:i + chunk].float()
+            rows = F.unfold(xi, p).transpose(1, 2).reshape(-1, kt.shape[0])
+            s = torch.addmm(self.bias, rows, kt, out=buf[:len(rows)])
+            outs.append(knn_pool(s.view(len(xi), ho, wo, self.n).permute(0, 3, 1, 2), self.k, size, stride,
+                                 ceil_mode))
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+    CHUNK_ROWS = 4096
+
+    def mask(self, x: torch.Tensor) -> torch.Tensor:
+        return knn_mask(self.scores(x).detach(), self.k)
+
+    def forward(self, x: torch.Tensor, pool: tuple[int, int, bool] | None = None) -> torch.Tensor:
+        if self.mode == "hard" and pool is not None:
+            with torch.no_grad():
+                return self._hard_pooled(x, *pool)
+        if self.mode == "triangle":
+            out = triangle_encoding(self.scores(x))
+        elif self.mode == "kth":
+            with torch.no_grad():
+                out = kth_neighbour_mask(self.scores(x), self.k)
+        else:
+            with torch.no_grad():
+                m = self.mask(x)
+            if self.mode == "hard":
+                out = m
+            elif self.mode == "full":
+                out = m * self.conv(x)
+            else:  # simple: mask (B, N, H, W) x raw patch (B, D, H, W) -> (B, N*D, H, W) -> linear
+                b, _, h, w = m.shape
+                p = F.unfold(x, self.patch_size).view(b, -1, h, w)
+                out = self.linear((m.unsqueeze(2) * p.unsqueeze(1)).flatten(1, 2))
+        if pool is not None:
+            out = F.avg_pool2d(out, pool[0], pool[1], ceil_mode=pool[2])
+        return out

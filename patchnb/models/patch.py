@@ -1,0 +1,186 @@
+"""The locally linear network of Brutzkus et al., "Efficient Learning of CNNs using Patch Based
+Features", ICML 2022 (Sec. 5, Tables 1-4): a patch embedding (Phi_hard / Phi_full, or a learnable
+conv + ReLU for the vanilla CNN), then AvgPool -> BatchNorm -> 1x1 bottleneck -> Linear; and the
+layerwise deep version (Table 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..embedding import PatchEmbedding, build_dictionary, pooled_size
+
+
+class Head(nn.Module):
+    """AvgPool(size, stride, ceil_mode=True) -> BatchNorm(N) -> 1x1 conv N -> bottleneck [-> ReLU] ->
+    Linear to ``n_classes``; each part switchable (Table 3). ``spatial`` is the (H, W) entering it."""
+
+    def __init__(self, channels: int, spatial: tuple[int, int], n_classes: int = 10, use_pool: bool = True,
+                 pool_size: int = 4, pool_stride: int = 4, use_batch_norm: bool = True, use_bottleneck: bool = True,
+                 bottleneck: int = 32, relu_after_bottleneck: bool = False) -> None:
+        super().__init__()
+        h, w = spatial
+        self.pool = (pool_size, pool_stride, True) if use_pool else None
+        if use_pool:
+            h, w = pooled_size(h, pool_size, pool_stride), pooled_size(w, pool_size, pool_stride)
+        self.bn = nn.BatchNorm2d(channels) if use_batch_norm else nn.Identity()
+        self.bottleneck = nn.Conv2d(channels, bottleneck, 1) if use_bottleneck else nn.Identity()
+        self.relu = nn.ReLU() if relu_after_bottleneck else nn.Identity()
+        c = bottleneck if use_bottleneck else channels
+        self.linear = nn.Linear(c * h * w, n_classes)
+
+    def features(self, x: torch.Tensor, pooled: bool = False) -> torch.Tensor:
+        if self.pool is not None and not pooled:
+            x = F.avg_pool2d(x, *self.pool[:2], ceil_mode=True)
+        return self.relu(self.bottleneck(self.bn(x)))
+
+    def forward(self, x: torch.Tensor, pooled: bool = False) -> torch.Tensor:
+        return self.linear(self.features(x, pooled).flatten(1))
+
+
+def _check_k(k: int, n: int) -> None:
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n:
+        raise ValueError(f"k={k!r} must be an integer with 1 <= k <= N={n} (the dictionary size)")
+
+
+class LocallyLinearNetwork(nn.Module):
+    """Embedding then :class:`Head` (Brutzkus et al. 2022, Sec. 5). ``embedding`` is a
+    :class:`~patchnb.embedding.PatchEmbedding` (Phi_hard, Phi_full and ablations) or ``None`` for the
+    vanilla one-hidden-layer CNN (``conv_channels`` learnable p x p filters + ReLU, Table 1).
+    ``image_shape`` is (C, H, W) of the input. In ``hard`` mode the pooling is fused with the mask."""
+
+    def __init__(self, embedding: PatchEmbedding | None, image_shape: Sequence[int], n_classes: int = 10,
+                 conv_channels: int = 1024, patch_size: int = 5, **head) -> None:
+        super().__init__()
+        c, h, w = image_shape
+        if embedding is not None:
+            if embedding.channels != c:
+                raise ValueError(f"the dictionary has {embedding.channels}-channel patches but the input has {c} "
+                                 f"channels")
+            patch_size, channels = embedding.patch_size, embedding.out_channels
+            self.conv = None
+        else:
+            channels = conv_channels
+            self.conv = nn.Conv2d(c, conv_channels, patch_size)
+        if patch_size > min(h, w):
+            raise ValueError(f"patch_size={patch_size} is larger than the {h}x{w} input")
+        self.embedding, self.image_shape = embedding, tuple(image_shape)
+        self.head = Head(channels, (h - patch_size + 1, w - patch_size + 1), n_classes, **head)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"input must be (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The features before the pooling (or pooled when fused)."""
+        if self.embedding is None:
+            return F.relu(self.conv(x))
+        return self.embedding(x)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The bottleneck output (B, 32, Hp, Wp): what the next layer of the layerwise version sees."""
+        self._check(x)
+        if self.embedding is not None and self.embedding.mode == "hard" and self.head.pool is not None:
+            return self.head.features(self.embedding(x, pool=self.head.pool), pooled=True)
+        return self.head.features(self.embed(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        if self.embedding is not None and self.embedding.mode == "hard" and self.head.pool is not None:
+            return self.head(self.embedding(x, pool=self.head.pool), pooled=True)
+        return self.head(self.embed(x))
+
+
+class FrozenStack(nn.Module):
+    """Trained layers (frozen, eval mode) applied in sequence: each maps to its bottleneck output."""
+
+    def __init__(self, layers: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> FrozenStack:
+        return super().train(False)  # BatchNorm statistics stay frozen
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer.features(x)
+        return x
+
+
+class StackedNetwork(nn.Module):
+    """A frozen prefix followed by one trainable :class:`LocallyLinearNetwork` layer."""
+
+    def __init__(self, prefix: FrozenStack, top: LocallyLinearNetwork) -> None:
+        super().__init__()
+        self.prefix, self.top = prefix, top
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top(self.prefix(x))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.top.features(self.prefix(x))
+
+
+def _per_layer(name: str, value, depth: int) -> list:
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * depth
+    if len(values) != depth:
+        raise ValueError(f"{name} has {len(values)} entries but depth={depth}; give one per layer")
+    return values
+
+
+def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], object], n_classes: int = 10,
+                    depth: int = 4, kernel_sizes: Sequence[int] = (5, 3, 3, 3),
+                    ks: Sequence[int] = (256, 128, 128, 128),
+                    n_centroids: int | Sequence[int] = 1024, n_patches: int | Sequence[int] = 262144,
+                    mode: str = "full", use_pool: Sequence[bool] = (True, False, False, False),
+                    use_batch_norm: Sequence[bool] = (True, False, False, False), pool_size: int = 2,
+                    pool_stride: int = 2, whitening: str = "pca", seed: int = 0, vanilla: bool = False,
+                    n_iter: int = 20, **head) -> list[tuple[nn.Module, object]]:
+    """The layerwise deep version (Brutzkus et al. 2022, Table 4): train layer 1, freeze it, build a
+    new dictionary from the previous layer's bottleneck output (``patch_moments(...,
+    transform=frozen_prefix)``), train the next layer on top, up to ``depth``.
+
+    ``images_float``: training images in the normalisation the model sees (for the dictionaries).
+    ``train_fn(model) -> result`` trains one stacked model (e.g. wraps ``patchnb.train.fit``).
+    ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU). Per-layer arguments
+    (kernel sizes, k, pooling, BN, N, n_patches) take one entry per layer. Returns [(model, result)]
+    for depths 1..depth.
+    """
+    if depth < 1:
+        raise ValueError(f"depth={depth} must be >= 1")
+    kernel_sizes, ks = _per_layer("kernel_sizes", kernel_sizes, depth), _per_layer("ks", ks, depth)
+    use_pool, use_batch_norm = _per_layer("use_pool", use_pool, depth), _per_layer("use_batch_norm", use_batch_norm,
+                                                                                   depth)
+    n_centroids, n_patches = _per_layer("n_centroids", n_centroids, depth), _per_layer("n_patches", n_patches, depth)
+    for k, n in zip(ks, n_centroids):
+        if not vanilla:
+            _check_k(k, n)
+    layers: list[nn.Module] = []
+    out = []
+    x_shape = tuple(images_float.shape[1:])
+    for i in range(depth):
+        prefix = FrozenStack(layers)
+        if i:
+            with torch.no_grad():
+                x_shape = tuple(prefix(images_float[:1]).shape[1:])
+        if vanilla:
+            emb = None
+        else:
+            feats = prefix(images_float) if i else images_float
+            d = build_dictionary(feats, kernel_sizes[i], n_patches[i], n_centroids[i], whitening, seed + i,
+                                 n_iter=n_iter)
+            emb = PatchEmbedding.from_dictionary(d, ks[i], mode)
+        top = LocallyLinearNetwork(emb, x_shape, n_classes, conv_channels=n_centroids[i], patch_size=kernel_sizes[i],
+                                   use_pool=use_pool[i], use_batch_norm=use_batch_norm[i], pool_size=pool_size,
+                                   pool_stride=pool_stride, **head)
+        model = StackedNetwork(prefix, top) if i else top
+        result = train_fn(model)
+        out.append((model, result))
+        layers.append(top)
+    return out

@@ -1,0 +1,130 @@
+"""knn_mask / knn_pool against a stable-sort reference (ties included), and the distance conv."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from patchnb import embedding
+from patchnb.embedding import PatchEmbedding, knn_mask, knn_mask_reference, knn_pool
+
+
+def reference(scores, k):  # independent of the package: rank by a stable sort, keep ranks < k
+    b, n, h, w = scores.shape
+    rows = scores.permute(0, 2, 3, 1).reshape(-1, n).tolist()
+    out = torch.zeros(len(rows), n)
+    for r, row in enumerate(rows):
+        for j in sorted(range(n), key=lambda q: (row[q], q))[:k]:
+            out[r, j] = 1
+    return out.view(b, h, w, n).permute(0, 3, 1, 2)
+
+
+@pytest.fixture(params=["c", "torch"])
+def backend(request, monkeypatch):
+    if request.param == "c" and embedding.kernel_backend() != "c":
+        pytest.skip("no C compiler")
+    monkeypatch.setenv("PATCHNB_KNN_BACKEND", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("k", [1, 3, 20, 37])
+def test_knn_mask_ties(backend, k):
+    g = torch.Generator().manual_seed(k)
+    s = torch.randint(0, 4, (2, 37, 5, 6), generator=g).float()  # many ties
+    ref = reference(s, k)
+    assert torch.equal(knn_mask_reference(s, k), ref)
+    for x in (s, s.contiguous(memory_format=torch.channels_last), s.transpose(2, 3)):
+        m = knn_mask(x, k)
+        assert m.dtype == torch.float32 and m.shape == x.shape
+        assert torch.equal(m, reference(x, k))
+        assert (m.sum(1) == k).all()
+
+
+def test_knn_mask_continuous_and_inf(backend):
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(2, 300, 4, 3, generator=g)
+    s[0, :5, 0, 0] = float("inf")
+    s[1, 7:200, 1, 1] = -float("inf")
+    for k in (1, 64, 150, 299, 300):
+        assert torch.equal(knn_mask(s, k), knn_mask_reference(s, k))
+
+
+@pytest.mark.parametrize("size,stride,ceil", [(4, 4, True), (3, 2, True), (2, 3, False), (5, 5, True)])
+def test_knn_pool_equals_mask_then_pool(backend, size, stride, ceil):
+    g = torch.Generator().manual_seed(size)
+    s = torch.randint(0, 6, (3, 50, 9, 7), generator=g).float().contiguous(memory_format=torch.channels_last)
+    out = knn_pool(s, 13, size, stride, ceil)
+    assert torch.equal(out, F.avg_pool2d(reference(s, 13), size, stride, ceil_mode=ceil))
+
+
+def test_knn_mask_errors():
+    s = torch.randn(1, 8, 3, 3)
+    for k in (0, -1, 9, 2.0):
+        with pytest.raises(ValueError, match="k="):
+            knn_mask(s, k)
+    with pytest.raises(ValueError, match="4-D"):
+        knn_mask(torch.randn(8, 3, 3), 2)
+    bad = s.clone()
+    bad[0, 1, 1, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        knn_mask(bad, 2)
+
+
+def _embedding(mode="hard", c=2, p=3, n=40, k=7, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = c * p * p
+    w = torch.randn(d, d, generator=g) / d ** 0.5
+    return PatchEmbedding(torch.randn(n, d, generator=g), w, p, c, k, mode), w
+
+
+def test_scores_rank_like_whitened_distances():
+    emb, w = _embedding()
+    x = torch.randn(2, 2, 6, 7)
+    s = emb.scores(x)
+    assert torch.allclose(s, F.conv2d(x, emb.kernel, emb.bias), atol=1e-4)
+    patches = F.unfold(x, 3).transpose(1, 2)  # (B, L, D)
+    c = -(emb.kernel.flatten(1))  # W c_q as rows -> recover c from W
+    cent = torch.linalg.solve(w, c.T).T  # (N, D): W c_q = kernel row
+    d2 = ((patches @ w)[:, :, None, :] - cent[None, None]).pow(2).sum(-1)  # (B, L, N)
+    d2 = d2.transpose(1, 2).reshape(s.shape)
+    const = (s - 0.5 * d2)  # constant over q at each position
+    assert torch.allclose(const, const[:, :1].expand_as(const), atol=1e-3)
+    assert torch.equal(s.argsort(1), d2.argsort(1))
+
+
+@pytest.mark.parametrize("mode,channels", [("hard", 40), ("full", 40), ("simple", 40), ("triangle", 40), ("kth", 40)])
+def test_modes_shapes(mode, channels):
+    emb, _ = _embedding(mode)
+    y = emb(torch.randn(2, 2, 8, 8))
+    assert y.shape == (2, channels, 6, 6)
+    if mode == "kth":
+        assert (y.sum(1) == 1).all()
+
+
+def test_hard_pooled_fused_equals_unfused():
+    emb, _ = _embedding()
+    emb.CHUNK_ROWS = 30  # several chunks
+    x = torch.randn(5, 2, 11, 9)
+    fused = emb(x, pool=(4, 4, True))
+    assert torch.equal(fused, F.avg_pool2d(knn_mask(emb.scores(x), 7), 4, 4, ceil_mode=True))
+
+
+def test_embedding_errors():
+    with pytest.raises(ValueError, match="patch size or channel"):
+        PatchEmbedding(torch.randn(10, 12), torch.eye(12), 3, 2, 2)
+    with pytest.raises(ValueError, match="k="):
+        PatchEmbedding(torch.randn(10, 18), torch.eye(18), 3, 2, 11)
+    with pytest.raises(ValueError, match="mode"):
+        PatchEmbedding(torch.randn(10, 18), torch.eye(18), 3, 2, 2, mode="soft")
+    emb, _ = _embedding()
+    with pytest.raises(ValueError, match="2-channel"):
+        emb(torch.randn(1, 3, 8, 8))
+
+
+def test_build_dictionary():
+    x = torch.randn(20, 1, 10, 10)
+    d = embedding.build_dictionary(x, 3, 500, 16, "pca", seed=0)
+    assert d["centroids"].shape == (16, 9) and d["whitening"].shape == (9, 9)
+    r = embedding.build_dictionary(x, 3, 500, 16, "zca", seed=0, random_gaussian=True)
+    assert r["centroids"].shape == (16, 9)
+    emb = PatchEmbedding.from_dictionary(d, 4)
+    assert emb(x[:2]).sum(1).eq(4).all()
