@@ -135,11 +135,11 @@ def _per_layer(name: str, value, depth: int) -> list:
 
 
 def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], object], n_classes: int = 10,
-                    depth: int = 4, kernel_sizes: Sequence[int] = (5, 3, 3, 3),
-                    ks: Sequence[int] = (256, 128, 128, 128),
+                    depth: int = 4, kernel_sizes: Sequence[int] | None = None,
+                    ks: Sequence[int] | None = None,
                     n_centroids: int | Sequence[int] = 1024, n_patches: int | Sequence[int] = 262144,
-                    mode: str = "full", use_pool: Sequence[bool] = (True, False, False, False),
-                    use_batch_norm: Sequence[bool] = (True, False, False, False), pool_size: int = 2,
+                    mode: str = "full", use_pool: Sequence[bool] | None = None,
+                    use_batch_norm: Sequence[bool] | None = None, pool_size: int = 2,
                     pool_stride: int = 2, whitening: str = "pca", seed: int = 0, vanilla: bool = False,
                     n_iter: int = 20, **head) -> list[tuple[nn.Module, object]]:
     """The layerwise deep version (Brutzkus et al. 2022, Table 4): train layer 1, freeze it, build a
@@ -149,11 +149,19 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
     ``images_float``: training images in the normalisation the model sees (for the dictionaries).
     ``train_fn(model) -> result`` trains one stacked model (e.g. wraps ``patchnb.train.fit``).
     ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU). Per-layer arguments
-    (kernel sizes, k, pooling, BN, N, n_patches) take one entry per layer. Returns [(model, result)]
+    (kernel sizes, k, pooling, BN, N, n_patches) take one entry per layer; left out, Table 4's
+    (kernels 5,3,3,3; k 256,128,128,128; pool/BN only after layer 1) cut to ``depth``. Returns [(model, result)]
     for depths 1..depth.
     """
     if depth < 1:
         raise ValueError(f"depth={depth} must be >= 1")
+    def table4(values, last):
+        return list(values[:depth]) + [last] * max(0, depth - len(values))
+
+    kernel_sizes = table4((5, 3, 3, 3), 3) if kernel_sizes is None else kernel_sizes
+    ks = table4((256, 128, 128, 128), 128) if ks is None else ks
+    use_pool = table4((True,), False) if use_pool is None else use_pool
+    use_batch_norm = table4((True,), False) if use_batch_norm is None else use_batch_norm
     kernel_sizes, ks = _per_layer("kernel_sizes", kernel_sizes, depth), _per_layer("ks", ks, depth)
     use_pool, use_batch_norm = _per_layer("use_pool", use_pool, depth), _per_layer("use_batch_norm", use_batch_norm,
                                                                                    depth)
