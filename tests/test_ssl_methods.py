@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from patchnb import data, train
-from patchnb.ssl import EMPSSL, HCL, Augment, MoCoV2, ResNet18, SimCLR, SupCon, knn_accuracy, make_model
+from patchnb.ssl import EMPSSL, HCL, Augment, DeepCluster, MoCoV2, ResNet18, SimCLR, SupCon, knn_accuracy, make_model
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +94,7 @@ CFG = dict(epochs=3, batch_size=32, optimizer="adam", lr=3e-3, schedule="constan
 
 def fixed_loss(method, model, batch, splits, queue=None):
     """The loss of one fixed batch with fixed augmentation randomness, on a copy of the model."""
-    m = copy.deepcopy(model)
+    m, method = copy.deepcopy(model), copy.deepcopy(method)
     if queue is not None:
         m.queue.copy_(queue)
     m.train()
@@ -170,3 +170,43 @@ def test_nan_loss_stops_the_run_naming_method_and_step(splits):
 def test_emp_ssl_rejects_one_patch():
     with pytest.raises(ValueError, match="n_patches"):
         EMPSSL(n_patches=1)
+
+
+def test_deepcluster_pseudo_labels_lower_loss_and_recluster(splits):
+    method = DeepCluster(n_clusters=8, pca_dim=8, kmeans_iter=5, recluster_every=1000)
+    torch.manual_seed(0)
+    model = method.make_model(1, **SMALL)
+    assert model.projector.out_dim == 8
+    method.recluster(model, splits)  # pseudo-labels fixed for the rest of this test
+    assert len(method._table) == len(set(_hash_list(splits))) and method._weights.shape == (8,)
+    batch = (splits.train.images[:32], splits.train.labels[:32])
+    before = fixed_loss(method, model, batch, splits)
+    result = train.fit(model, splits, train.TrainConfig(**CFG), method=method, name="deepcluster", progress=False)
+    after = fixed_loss(method, model, batch, splits)
+    assert after < before and 0 <= result.test["score"] <= 1
+    # every epoch by default: a fresh method re-clusters after len(train) // batch steps
+    fresh = DeepCluster(n_clusters=8, pca_dim=8, kmeans_iter=5)
+    calls = []
+    fresh.recluster = lambda model, splits, _orig=fresh.recluster: (calls.append(1), _orig(model, splits))
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        fresh.step(model, *batch, splits, g)
+    assert len(calls) == 2  # at step 0 and step 4 (128 // 32)
+
+
+def _hash_list(splits):
+    from patchnb.ssl.deepcluster import _fingerprint
+
+    return _fingerprint(splits.train.images).tolist()
+
+
+def test_deepcluster_reassigns_empty_clusters():
+    from patchnb.ssl.deepcluster import reassign_empty
+
+    x = torch.cat([torch.randn(20, 2) * 0.1, torch.randn(20, 2) * 0.1 + 5])
+    centroids = torch.tensor([[0.0, 0.0], [5.0, 5.0], [100.0, 100.0]])
+    assignments = torch.cat([torch.zeros(20), torch.ones(20)]).long()
+    c, a = reassign_empty(x, centroids, assignments, torch.Generator().manual_seed(0))
+    counts = torch.bincount(a, minlength=3)
+    assert (counts > 0).all() and counts.sum() == 40
+    assert c[2].norm() < 10  # the empty centroid moved next to a real cluster
