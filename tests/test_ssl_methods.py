@@ -6,7 +6,19 @@ import pytest
 import torch
 
 from patchnb import data, train
-from patchnb.ssl import EMPSSL, HCL, Augment, DeepCluster, MoCoV2, ResNet18, SimCLR, SupCon, knn_accuracy, make_model
+from patchnb.ssl import (
+    EMPSSL,
+    HCL,
+    Augment,
+    ContextEncoder,
+    DeepCluster,
+    MoCoV2,
+    ResNet18,
+    SimCLR,
+    SupCon,
+    knn_accuracy,
+    make_model,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,13 +123,15 @@ METHOD_CASES = [
     MoCoV2(queue_size=64, momentum=0.9, eqco_alpha=16, mochi=True, mochi_n_hard=16, mochi_s=16, mochi_s_prime=4,
            name="mocov2_eqco_mochi"),
     EMPSSL(n_patches=4, invariance_weight=20.0),
+    ContextEncoder(),
 ]
 
 
 @pytest.mark.parametrize("method", METHOD_CASES, ids=lambda m: m.name)
 def test_method_trains_through_fit_and_lowers_its_loss(method, splits, tmp_path):
     torch.manual_seed(0)
-    model = method.make_model(1, **SMALL)
+    model = (method.make_model(1, width=4, hidden_dim=16, image_size=(16, 16)) if method.name == "context_encoder"
+             else method.make_model(1, **SMALL))
     batch = (splits.train.images[:32], splits.train.labels[:32])
     queue = model.queue.clone() if hasattr(model, "queue") else None
     before = fixed_loss(method, model, batch, splits, queue)
@@ -210,3 +224,10 @@ def test_deepcluster_reassigns_empty_clusters():
     counts = torch.bincount(a, minlength=3)
     assert (counts > 0).all() and counts.sum() == 40
     assert c[2].norm() < 10  # the empty centroid moved next to a real cluster
+
+
+def test_context_encoder_masks_one_square_per_image():
+    m = ContextEncoder(mask_fraction=0.5).mask((3, 1, 16, 16), torch.Generator().manual_seed(0), "cpu")
+    assert m.shape == (3, 1, 16, 16) and (m.sum((1, 2, 3)) == 64).all()
+    with pytest.raises(ValueError, match="mask_fraction"):
+        ContextEncoder(mask_fraction=1.0)
