@@ -219,6 +219,7 @@ def test_emp_ssl_loss_numpy_and_signs():
     inv = np.mean(cos)
     tcr = np.mean([np_tcr(v[i], 0.2) for i in range(3)])
     assert emp_ssl_loss(torch.tensor(v), 0.2, 200.0).item() == pytest.approx(-200 * inv - tcr, rel=1e-9)
+    assert emp_ssl_loss(list(torch.tensor(v)), 0.2, 200.0).item() == pytest.approx(-200 * inv - tcr, rel=1e-9)
     # identical views: invariance 1, so the loss is -weight - R
     same = torch.tensor(np.stack([v[0]] * 3))
     assert emp_ssl_loss(same, 0.2, 10.0).item() == pytest.approx(-10 - np_tcr(v[0], 0.2), rel=1e-9)
@@ -298,5 +299,7 @@ def test_bad_inputs_raise_clear_errors():
         emp_ssl_loss(torch.randn(1, 4, 3))
     with pytest.raises(ValueError, match="eps"):
         emp_ssl_loss(torch.randn(3, 4, 3), eps=-0.1)
+    with pytest.raises(ValueError, match="same"):
+        emp_ssl_loss([torch.randn(4, 3), torch.randn(5, 3)])
     with pytest.raises(ValueError, match="n_patches, batch, dim"):
         emp_ssl_loss(torch.randn(4, 3))

@@ -45,6 +45,10 @@ def emp_ssl_loss(views: torch.Tensor, eps: float = 0.2, invariance_weight: float
     is not detached (as in the reference). EMP-SSL l2-normalises its projections before the loss;
     this function takes them as given (pass normalised views to reproduce EMP-SSL).
     """
+    if isinstance(views, (list, tuple)) and views and all(isinstance(v, torch.Tensor) for v in views):
+        if len({tuple(v.shape) for v in views}) > 1:
+            raise ValueError(f"all views must have the same (batch, dim) shape, got {[tuple(v.shape) for v in views]}")
+        views = torch.stack(list(views))  # a list of n_patches (B, d) tensors, as the EMP-SSL code passes
     if not isinstance(views, torch.Tensor) or views.ndim != 3:
         shape = tuple(views.shape) if isinstance(views, torch.Tensor) else type(views).__name__
         raise ValueError(f"views must have shape (n_patches, batch, dim), got {shape}")
