@@ -12,6 +12,7 @@ from patchnb.ssl import (
     Augment,
     ContextEncoder,
     DeepCluster,
+    DetCon,
     MoCoV2,
     ResNet18,
     SimCLR,
@@ -124,6 +125,8 @@ METHOD_CASES = [
            name="mocov2_eqco_mochi"),
     EMPSSL(n_patches=4, invariance_weight=20.0),
     ContextEncoder(),
+    DetCon(mean_scale=20.0, num_samples=3),
+    DetCon(mean_scale=0.0, num_samples=4, name="detcon_grid"),
 ]
 
 
@@ -231,3 +234,14 @@ def test_context_encoder_masks_one_square_per_image():
     assert m.shape == (3, 1, 16, 16) and (m.sum((1, 2, 3)) == 64).all()
     with pytest.raises(ValueError, match="mask_fraction"):
         ContextEncoder(mask_fraction=1.0)
+
+
+def test_detcon_segment_masks():
+    from patchnb.ssl import segment_masks
+
+    images = data.make_synthetic(4, shape=(1, 16, 16), seed=0).images
+    m = segment_masks(images, 5, 20.0, torch.Generator().manual_seed(0))
+    assert m.shape == (4, 5, 16, 16) and set(m.unique().tolist()) <= {0.0, 1.0}
+    assert (m.sum((2, 3)) > 0).all()
+    grid = segment_masks(images, 4, 0.0)
+    assert torch.equal(grid.sum(1), torch.ones(4, 16, 16)) and (grid.sum((2, 3)) == 64).all()

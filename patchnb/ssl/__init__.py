@@ -5,6 +5,7 @@ from .augment import Augment, normalize
 from .backbones import ProjectionHead, ResNet18
 from .context_encoder import ContextEncoder
 from .deepcluster import DeepCluster
+from .detcon import DetCon, segment_masks
 from .knn import knn_accuracy
 from .losses import (
     alignment,
@@ -21,7 +22,8 @@ from .losses import (
 from .methods import EMPSSL, HCL, METHODS, MoCoV2, SimCLR, SSLModel, SupCon, make_model
 
 __all__ = [
-    "Augment", "ContextEncoder", "DeepCluster", "EMPSSL", "HCL", "METHODS", "MoCoV2", "ProjectionHead", "ResNet18",
-    "SSLModel", "SimCLR", "SupCon", "alignment", "emp_ssl_loss", "eqco_margin", "hcl", "knn_accuracy", "make_model",
-    "mochi_negatives", "moco_infonce", "normalize", "nt_xent", "supcon", "total_coding_rate", "uniformity",
+    "Augment", "ContextEncoder", "DeepCluster", "DetCon", "EMPSSL", "HCL", "METHODS", "MoCoV2", "ProjectionHead",
+    "ResNet18", "SSLModel", "SimCLR", "SupCon", "alignment", "emp_ssl_loss", "eqco_margin", "hcl", "knn_accuracy",
+    "make_model", "mochi_negatives", "moco_infonce", "normalize", "nt_xent", "segment_masks", "supcon",
+    "total_coding_rate", "uniformity",
 ]
