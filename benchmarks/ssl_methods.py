@@ -11,28 +11,21 @@ Measured side by side in this run on 28x28x1 batches (Fashion-MNIST shape, rando
   :func:`patchnb.ssl.total_coding_rate` (forward + backward of the 20 coding rates, timed on the
   same projections).
 
-    .venv/bin/python benchmarks/ssl.py [--width 16] [--batch 256] [--emp-batch 32] [--patches 20]
-    (or: patchnb bench ssl)
+    .venv/bin/python benchmarks/ssl_methods.py [--width 16] [--batch 256] [--emp-batch 32] [--patches 20]
+    (or: patchnb bench ssl_methods)
 
-This file is named ``ssl.py``: run as a script, its folder comes first on ``sys.path`` and would
-shadow the standard library's ``ssl`` (imported by torch through asyncio), so that folder is
-removed from the path before anything else is imported.
 """
 
+import argparse
 import os
-import sys
+import platform
+import time
 
-sys.path[:] = [p for p in sys.path if os.path.realpath(p or os.curdir) != os.path.dirname(os.path.realpath(__file__))]
+import torch
+import torch.nn.functional as F
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from patchnb import data  # noqa: E402
-from patchnb.ssl import EMPSSL, SimCLR, total_coding_rate  # noqa: E402
+from patchnb import data
+from patchnb.ssl import EMPSSL, SimCLR, total_coding_rate
 
 
 def best_of(fn, reps: int) -> float:
