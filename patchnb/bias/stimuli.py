@@ -80,8 +80,9 @@ def fashion_mnist_masks(split: str = "train", n_per_class: int | None = None, th
 def synthetic_masks(n_classes: int = 10, size: int = 28, n_per_class: int = 20, seed: int = 0
                     ) -> tuple[torch.Tensor, torch.Tensor, tuple[str, ...]]:
     """Geometric silhouettes for tests (no data files): class ``c`` is a regular polygon with
-    ``c + 3`` corners (even classes) or a star with ``c // 2 + 3`` points (odd classes), with
-    seeded jitter of size, rotation and position. Returns bool masks ``(N, size, size)``, labels, names."""
+    ``c + 3`` corners (even classes) or a star with ``c // 2 + 3`` points (odd classes), named
+    ``shapea``, ``shapeb``, ...; with seeded jitter of size, rotation and position.
+    Returns bool masks ``(N, size, size)``, labels, names."""
     if n_classes < 2 or n_per_class < 1 or size < 8:
         raise ValueError(f"need n_classes >= 2, n_per_class >= 1, size >= 8; got {n_classes}, {n_per_class}, {size}")
     g = torch.Generator().manual_seed(seed)
@@ -101,7 +102,7 @@ def synthetic_masks(n_classes: int = 10, size: int = 28, n_per_class: int = 20, 
     polygon = radius[:, None, None] * torch.cos(math.pi / corners) / torch.cos(phase)  # regular polygon boundary
     spikes = radius[:, None, None] * (0.55 + 0.45 * torch.cos(corners * theta).abs() ** 3)
     masks = torch.where(star, r <= spikes, r <= polygon)
-    return masks, labels, tuple(f"shape{c}" for c in range(n_classes))
+    return masks, labels, tuple(f"shape{chr(ord('a') + c)}" for c in range(n_classes))
 
 
 def fit_masks(masks: torch.Tensor, image_size: int) -> torch.Tensor:
