@@ -1,0 +1,23 @@
+"""The shape-vs-texture chapter at smoke scale: glued numbers exist and lie in their ranges."""
+
+import re
+
+
+def num(text):
+    return float(re.findall(r"[-+]?\d*\.?\d+(?:e[-+]?\d+)?", text.replace(",", ""))[0])
+
+
+def test_shape_bias_notebook(glued):
+    g = glued("shape_bias")
+    assert "scale=smoke" in g["data_desc"] and "Fashion-MNIST" in g["data_desc"]
+    for key in ("sb_cons_range", "sb_styl_range"):
+        lo, hi = (float(v) for v in g[key].rstrip("%").split("–"))
+        assert 0 <= lo <= hi <= 100
+    assert -100 <= num(g["sb_gain"]) <= 100
+    assert int(g["n_excluded"]) == 0  # the cue-conflict generator never repeats the shape class as texture
+    assert 0 <= num(g["n_other_share"]) <= 100 and num(g["run_seconds"]) > 0
+    assert "fashion_mnist" in g["fm_desc"]
+    for key in ("fig_stimuli", "fig_shape_bias", "fig_examples", "tab_shape_bias", "tab_transfer"):
+        assert key in g
+    for model in ("resnet", "vit"):
+        assert model in g["tab_shape_bias"]
