@@ -198,6 +198,97 @@ def triangle_encoding(scores: torch.Tensor) -> torch.Tensor:
     return F.relu(scores.mean(1, keepdim=True) - scores)
 
 
+# ----------------------------------------------------------------------------- fused Phi_full
+
+
+class _PhiFullPooled(torch.autograd.Function):
+    """``avg_pool2d(knn_mask(scores(x)) * conv(x))`` in chunks of images, with a hand-written backward.
+
+    The plain autograd path materialises the float mask, the conv output, their product and the
+    gradients of each (4 x 150 MB per batch of 64 at N = 1024 on 28x28 inputs; fresh allocations of
+    that size are dominated by page faults). Here every chunk's scores, mask and conv output live in
+    three reused buffers of ``CHUNK_ROWS`` x N floats (channels-last rows, the GEMM's natural output);
+    only the mask is kept for the backward, as bool (a quarter of the size). Backward (the mask is a
+    constant): grad_conv = mask * avg_pool2d_backward(grad_out), grad_W = grad_conv^T @ patches,
+    grad_b = sum grad_conv, grad_x = fold(grad_conv @ W).
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, kernel, sbias, k, pool, chunk_rows):
+        b, c, h, w = x.shape
+        n, p = weight.shape[0], weight.shape[-1]
+        ho, wo = h - p + 1, w - p + 1
+        L = ho * wo
+        chunk = max(1, chunk_rows // L)
+        kt, wt = kernel.reshape(n, -1).T, weight.reshape(n, -1).T
+        rows_n = min(chunk, b) * L
+        s_buf, m_buf, c_buf = torch.empty(rows_n, n), torch.empty(rows_n, n), torch.empty(rows_n, n)
+        mask = torch.empty(b * L, n, dtype=torch.bool)
+        outs = []
+        for i in range(0, b, chunk):
+            xi = x[i:i + chunk]
+            r = len(xi) * L
+            rows = F.unfold(xi, p).transpose(1, 2).reshape(r, -1)
+            s = torch.addmm(sbias, rows, kt, out=s_buf[:r])
+            m = knn_mask(s.view(len(xi), ho, wo, n).permute(0, 3, 1, 2), k, out=m_buf[:r].view(
+                len(xi), ho, wo, n).permute(0, 3, 1, 2))
+            m = m.permute(0, 2, 3, 1).reshape(r, n)  # a view on the C path (channels-last rows)
+            torch.ne(m, 0, out=mask[i * L:i * L + r])
+            y = torch.addmm(bias, rows, wt, out=c_buf[:r]).mul_(m)
+            y = y.view(len(xi), ho, wo, n).permute(0, 3, 1, 2)
+            outs.append(F.avg_pool2d(y, pool[0], pool[1], ceil_mode=pool[2]) if pool else y.clone())
+        ctx.save_for_backward(x, weight, mask)
+        ctx.pool, ctx.chunk = pool, chunk
+        return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        x, weight, mask = ctx.saved_tensors
+        pool, chunk = ctx.pool, ctx.chunk
+        b, c, h, w = x.shape
+        n, p = weight.shape[0], weight.shape[-1]
+        ho, wo = h - p + 1, w - p + 1
+        L = ho * wo
+        wflat = weight.reshape(n, -1)
+        gw, gb = torch.zeros(n, wflat.shape[1]), torch.zeros(n)
+        gx = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        like = torch.empty(min(chunk, b), ho, wo, n).permute(0, 3, 1, 2)  # only its shape/format is read
+        for i in range(0, b, chunk):
+            xi = x[i:i + chunk]
+            r = len(xi) * L
+            go = grad_out[i:i + chunk]
+            if pool:
+                g = torch.ops.aten.avg_pool2d_backward(go, like[:len(xi)], [pool[0]] * 2, [pool[1]] * 2, [0, 0],
+                                                       pool[2], True, None)
+            else:
+                g = go
+            g = g.permute(0, 2, 3, 1).reshape(r, n) * mask[i * L:i * L + r]
+            rows = F.unfold(xi, p).transpose(1, 2).reshape(r, -1)
+            gw.addmm_(g.T, rows)
+            gb += g.sum(0)
+            if gx is not None:
+                gr = (g @ wflat).view(len(xi), L, -1).transpose(1, 2)
+                gx[i:i + chunk] = F.fold(gr, (h, w), p)
+        return gx, gw.view_as(weight), gb, None, None, None, None, None
+
+
+def phi_full_pooled(x: torch.Tensor, embedding: PatchEmbedding, pool: tuple[int, int, bool] | None,
+                    chunk_rows: int | None = None) -> torch.Tensor:
+    """Phi_full (Brutzkus et al. 2022, Sec. 5) then ``avg_pool2d(*pool)`` (or no pooling with ``None``),
+    equal in values and gradients to ``avg_pool2d(embedding.mask(x) * embedding.conv(x))`` but without the
+    full-size float intermediates (:class:`_PhiFullPooled`). CPU float32 only; elsewhere the plain path."""
+    if embedding.mode != "full":
+        raise ValueError(f"phi_full_pooled needs an embedding in mode 'full', got mode={embedding.mode!r}")
+    embedding._check_input(x)
+    conv = embedding.conv
+    if x.device.type != "cpu" or x.dtype != torch.float32 or conv.weight.dtype != torch.float32 \
+            or conv.padding != (0, 0) or conv.stride != (1, 1):
+        out = embedding.mask(x) * conv(x)
+        return F.avg_pool2d(out, pool[0], pool[1], ceil_mode=pool[2]) if pool else out
+    return _PhiFullPooled.apply(x.contiguous(), conv.weight, conv.bias, embedding.kernel, embedding.bias,
+                                embedding.k, tuple(pool) if pool else None, chunk_rows or embedding.CHUNK_ROWS)
+
+
 # ----------------------------------------------------------------------------- dictionary
 
 
@@ -327,6 +418,7 @@ class PatchEmbedding(nn.Module):
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     CHUNK_ROWS = 4096
+    fused = True  # Phi_full on the CPU through :func:`phi_full_pooled` (set False for the plain autograd path)
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         return knn_mask(self.scores(x).detach(), self.k)
@@ -335,6 +427,8 @@ class PatchEmbedding(nn.Module):
         if self.mode == "hard" and pool is not None:
             with torch.no_grad():
                 return self._hard_pooled(x, *pool)
+        if self.mode == "full" and self.fused and x.device.type == "cpu":
+            return phi_full_pooled(x, self, pool)
         if self.mode == "triangle":
             out = triangle_encoding(self.scores(x))
         elif self.mode == "kth":

@@ -128,3 +128,32 @@ def test_build_dictionary():
     assert r["centroids"].shape == (16, 9)
     emb = PatchEmbedding.from_dictionary(d, 4)
     assert emb(x[:2]).sum(1).eq(4).all()
+
+
+@pytest.mark.parametrize("channels,size,pool,chunk", [(1, 12, (4, 4, True), 60), (3, 11, (3, 2, True), 50),
+                                                      (2, 9, None, 1000), (1, 14, (4, 4, True), 10 ** 6)])
+def test_phi_full_fused_equals_autograd(backend, channels, size, pool, chunk):
+    """The fused Phi_full (hand-written backward, bool mask, chunks) equals the plain autograd path
+    avg_pool2d(mask * conv(x)) in values and in the gradients of x, the conv weight and bias."""
+    from patchnb.embedding import phi_full_pooled
+
+    torch.manual_seed(channels + size)
+    d = channels * 9
+    emb = PatchEmbedding(torch.randn(40, d), torch.eye(d), 3, channels, 7, mode="full")
+    x = torch.randn(5, channels, size, size, requires_grad=True)
+    out = phi_full_pooled(x, emb, pool, chunk_rows=chunk)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, (x, emb.conv.weight, emb.conv.bias), g)
+    ref = emb.mask(x) * emb.conv(x)
+    if pool:
+        ref = F.avg_pool2d(ref, pool[0], pool[1], ceil_mode=pool[2])
+    want = torch.autograd.grad(ref, (x, emb.conv.weight, emb.conv.bias), g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    emb.fused = False  # the module switch: both paths through forward()
+    plain = emb(x.detach(), pool=pool)
+    emb.fused = True
+    torch.testing.assert_close(emb(x.detach(), pool=pool), plain, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="mode 'full'"):
+        phi_full_pooled(x, PatchEmbedding(torch.randn(40, d), torch.eye(d), 3, channels, 7), pool)

@@ -50,7 +50,8 @@ class LocallyLinearNetwork(nn.Module):
     """Embedding then :class:`Head` (Brutzkus et al. 2022, Sec. 5). ``embedding`` is a
     :class:`~patchnb.embedding.PatchEmbedding` (Phi_hard, Phi_full and ablations) or ``None`` for the
     vanilla one-hidden-layer CNN (``conv_channels`` learnable p x p filters + ReLU, Table 1).
-    ``image_shape`` is (C, H, W) of the input. In ``hard`` mode the pooling is fused with the mask."""
+    ``image_shape`` is (C, H, W) of the input. In ``hard`` and ``full`` modes the pooling is fused with the
+    embedding (:func:`~patchnb.embedding.phi_full_pooled`)."""
 
     def __init__(self, embedding: PatchEmbedding | None, image_shape: Sequence[int], n_classes: int = 10,
                  conv_channels: int = 1024, patch_size: int = 5, **head) -> None:
@@ -74,6 +75,9 @@ class LocallyLinearNetwork(nn.Module):
         if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
             raise ValueError(f"input must be (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
 
+    def _fused_pool(self) -> bool:
+        return self.embedding is not None and self.embedding.mode in ("hard", "full") and self.head.pool is not None
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The features before the pooling (or pooled when fused)."""
         if self.embedding is None:
@@ -83,13 +87,13 @@ class LocallyLinearNetwork(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The bottleneck output (B, 32, Hp, Wp): what the next layer of the layerwise version sees."""
         self._check(x)
-        if self.embedding is not None and self.embedding.mode == "hard" and self.head.pool is not None:
+        if self._fused_pool():
             return self.head.features(self.embedding(x, pool=self.head.pool), pooled=True)
         return self.head.features(self.embed(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        if self.embedding is not None and self.embedding.mode == "hard" and self.head.pool is not None:
+        if self._fused_pool():
             return self.head(self.embedding(x, pool=self.head.pool), pooled=True)
         return self.head(self.embed(x))
 
