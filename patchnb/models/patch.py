@@ -145,14 +145,15 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
                     mode: str = "full", use_pool: Sequence[bool] | None = None,
                     use_batch_norm: Sequence[bool] | None = None, pool_size: int = 2,
                     pool_stride: int = 2, whitening: str = "pca", seed: int = 0, vanilla: bool = False,
-                    n_iter: int = 20, **head) -> list[tuple[nn.Module, object]]:
+                    n_iter: int = 20, random_gaussian: bool = False, **head) -> list[tuple[nn.Module, object]]:
     """The layerwise deep version (Brutzkus et al. 2022, Table 4): train layer 1, freeze it, build a
     new dictionary from the previous layer's bottleneck output (``patch_moments(...,
     transform=frozen_prefix)``), train the next layer on top, up to ``depth``.
 
     ``images_float``: training images in the normalisation the model sees (for the dictionaries).
     ``train_fn(model) -> result`` trains one stacked model (e.g. wraps ``patchnb.train.fit``).
-    ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU). Per-layer arguments
+    ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU); ``random_gaussian=True``
+    uses gaussian dictionaries (the Table 1 ablation). Per-layer arguments
     (kernel sizes, k, pooling, BN, N, n_patches) take one entry per layer; left out, Table 4's
     (kernels 5,3,3,3; k 256,128,128,128; pool/BN only after layer 1) cut to ``depth``. Returns [(model, result)]
     for depths 1..depth.
@@ -186,7 +187,7 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
         else:
             feats = prefix(images_float) if i else images_float
             d = build_dictionary(feats, kernel_sizes[i], n_patches[i], n_centroids[i], whitening, seed + i,
-                                 n_iter=n_iter)
+                                 random_gaussian=random_gaussian, n_iter=n_iter)
             emb = PatchEmbedding.from_dictionary(d, ks[i], mode)
         top = LocallyLinearNetwork(emb, x_shape, n_classes, conv_channels=n_centroids[i], patch_size=kernel_sizes[i],
                                    use_pool=use_pool[i], use_batch_norm=use_batch_norm[i], pool_size=pool_size,
