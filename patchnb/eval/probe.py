@@ -1,0 +1,183 @@
+"""Linear probe on frozen features and the classification metrics reported with it.
+
+The probe is the standard evaluation of self-supervised representations (e.g. Chen et al. 2020,
+SimCLR, sec. B.6; Kolesnikov et al. 2019): a multinomial logistic regression on frozen features,
+its L2 regularisation chosen on a validation split, evaluated once on test. Here:
+
+* features are standardised with the mean / std of the probe's *train* features;
+* the head ``W, b`` minimises ``CE(x W^T + b, y) + weight_decay / 2 * ||W||^2`` (bias not
+  penalised), full batch, with L-BFGS (strong Wolfe line search) from zero: the optimum is unique
+  for ``weight_decay > 0`` and the procedure has no randomness, so it is deterministic;
+* every value of ``weight_decays`` is tried; the one with the best validation accuracy wins (ties:
+  the stronger regularisation), and only that head is scored on test.
+
+Metrics (:func:`classification_metrics`) follow ``sklearn.metrics`` with ``average="macro"``:
+precision / recall / F1 per class, averaged over the classes present in the labels or the
+predictions, 0 where undefined (``zero_division=0``); F1 is the mean of per-class F1 scores.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+#: default grid of L2 strengths searched on validation
+WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> torch.Tensor:
+    """``(n_classes, n_classes)`` int64 counts, rows = true class, columns = predicted class
+    (the layout of ``sklearn.metrics.confusion_matrix``); it sums to the number of samples."""
+    y_true, y_pred = torch.as_tensor(y_true).long().flatten(), torch.as_tensor(y_pred).long().flatten()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred must have the same length, got {len(y_true)} and {len(y_pred)}")
+    if len(y_true) and min(int(y_true.min()), int(y_pred.min())) < 0:
+        raise ValueError("labels must be >= 0")
+    top = int(max(y_true.max(), y_pred.max())) + 1 if len(y_true) else 0
+    n = n_classes if n_classes is not None else top
+    if top > n:
+        raise ValueError(f"n_classes={n_classes} but a label {top - 1} occurs")
+    return torch.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
+
+
+def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict:
+    """Accuracy, macro precision / recall / F1 (as sklearn, ``zero_division=0``), per-class values and the
+    confusion matrix (a list of lists, so the dict is JSON-ready)."""
+    cm = confusion_matrix(y_true, y_pred, n_classes).double()
+    tp = cm.diag()
+    support, predicted = cm.sum(1), cm.sum(0)
+    present = (support > 0) | (predicted > 0)
+    precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
+    recall = torch.where(support > 0, tp / support.clamp_min(1), torch.zeros_like(tp))
+    denom = precision + recall
+    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(tp))
+    total = float(cm.sum())
+    macro = (lambda v: float(v[present].mean()) if present.any() else 0.0)
+    return {"accuracy": float(tp.sum()) / total if total else 0.0, "precision": macro(precision),
+            "recall": macro(recall), "f1": macro(f1), "n": int(total),
+            "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
+                          "support": support.long().tolist()},
+            "confusion": cm.long().tolist()}
+
+
+@dataclass
+class LinearHead:
+    """A trained probe: standardisation + affine map. ``predict(feats)`` gives class indices."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor
+    weight_decay: float
+
+    def logits(self, feats: torch.Tensor) -> torch.Tensor:
+        return ((feats.float() - self.mean) / self.std) @ self.weight.T + self.bias
+
+    def predict(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.logits(feats).argmax(1)
+
+
+def standardise(train_feats: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-dimension mean and std of the probe's train features (std floored at ``eps``)."""
+    x = train_feats.double()
+    return x.mean(0).float(), x.std(0, unbiased=False).clamp_min(eps).float()
+
+
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int = 200,
+                 tol: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression ``(W (C, D), b (C,))`` on already standardised ``x``, full-batch
+    L-BFGS from zero minimising ``mean CE + weight_decay/2 ||W||^2``."""
+    if weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    x = x.float()
+    w = torch.zeros(n_classes, x.shape[1], requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w.T + b, y) + 0.5 * weight_decay * w.pow(2).sum()
+        loss.backward()
+        return loss
+
+    threads = torch.get_num_threads()
+    small = x.numel() * n_classes < 2_000_000  # tiny problems: thread start-up costs more than it saves
+    try:
+        if small:
+            torch.set_num_threads(1)
+        with torch.enable_grad():
+            opt.step(closure)
+    finally:
+        torch.set_num_threads(threads)
+    if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+        raise FloatingPointError(f"the linear probe diverged (weight_decay={weight_decay}); check the features for "
+                                 f"NaN/inf")
+    return w.detach(), b.detach()
+
+
+@dataclass
+class ProbeResult:
+    """Selected regularisation, validation and (if given) test metrics, the search and the head."""
+
+    weight_decay: float
+    val: dict
+    test: dict | None
+    grid: list[dict] = field(default_factory=list)
+    head: LinearHead | None = None
+    test_predictions: torch.Tensor | None = None
+
+    def summary(self) -> dict:
+        """JSON-ready: selected weight decay, the grid, val and test metrics."""
+        return {"weight_decay": self.weight_decay, "grid": self.grid, "val": self.val, "test": self.test}
+
+
+def _check(name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
+    if feats.ndim != 2 or labels.ndim != 1 or len(feats) != len(labels):
+        raise ValueError(f"{name}: features must be (N, D) and labels (N,), got {tuple(feats.shape)} and "
+                         f"{tuple(labels.shape)}")
+    if len(feats) == 0:
+        raise ValueError(f"{name}: no samples")
+    if not torch.isfinite(feats).all():
+        raise ValueError(f"{name}: features contain NaN or inf")
+
+
+def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: torch.Tensor,
+                 val_labels: torch.Tensor, test_feats: torch.Tensor | None = None,
+                 test_labels: torch.Tensor | None = None, weight_decays=WEIGHT_DECAYS, n_classes: int | None = None,
+                 max_iter: int = 200) -> ProbeResult:
+    """Train a logistic-regression head per ``weight_decays`` value on standardised train features, select on
+    validation accuracy (ties: the larger weight decay), and score the selected head once on test when
+    ``test_feats`` / ``test_labels`` are given. Deterministic. See the module docstring."""
+    _check("train", train_feats, train_labels)
+    _check("val", val_feats, val_labels)
+    if (test_feats is None) != (test_labels is None):
+        raise ValueError("give both test_feats and test_labels, or neither")
+    if test_feats is not None:
+        _check("test", test_feats, test_labels)
+    weight_decays = sorted({float(w) for w in weight_decays}, reverse=True)
+    if not weight_decays or any(w < 0 or not math.isfinite(w) for w in weight_decays):
+        raise ValueError(f"weight_decays must be a non-empty list of finite values >= 0, got {weight_decays}")
+    top = int(max(train_labels.max(), val_labels.max(), test_labels.max() if test_labels is not None else 0)) + 1
+    n_classes = n_classes or top
+    mean, std = standardise(train_feats)
+    x = (train_feats.float() - mean) / std
+    y = train_labels.long()
+    best, grid = None, []
+    for wd in weight_decays:  # strongest first, so ties keep the stronger regularisation
+        w, b = fit_logistic(x, y, n_classes, wd, max_iter)
+        head = LinearHead(mean, std, w, b, wd)
+        val = classification_metrics(val_labels, head.predict(val_feats), n_classes)
+        grid.append({"weight_decay": wd, "val_accuracy": val["accuracy"],
+                     "train_accuracy": float((head.predict(train_feats) == y).float().mean())})
+        if best is None or val["accuracy"] > best[1]["accuracy"]:
+            best = (head, val)
+    head, val = best
+    test, pred = None, None
+    if test_feats is not None:
+        pred = head.predict(test_feats)
+        test = classification_metrics(test_labels, pred, n_classes)
+    return ProbeResult(head.weight_decay, val, test, sorted(grid, key=lambda r: r["weight_decay"]), head, pred)
