@@ -7,6 +7,10 @@
   (skipping those whose source, parameters and package code are unchanged) and builds the HTML
   book with warnings as errors.
 * ``patchnb bench NAME`` runs ``benchmarks/NAME.py``.
+* ``patchnb train ...`` trains one patch-based network or baseline (the original ``main.py``'s options;
+  see :mod:`patchnb.cli_train`).
+* ``patchnb sweep-checkpoints RUN_DIR ...`` trains a linear head on every checkpoint of a run, picks the
+  best on validation and tests it once (see :mod:`patchnb.eval.sweep`); it resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -164,7 +168,24 @@ def build_book(scale: str, jobs: int = 1, root: Path | None = None, force: bool 
     return timings
 
 
+def _delegated(name: str):
+    """Commands whose options live with their implementation."""
+    if name == "train":
+        from .cli_train import main as train_main
+
+        return train_main
+    from .eval.sweep import main as sweep_main
+
+    return sweep_main
+
+
+DELEGATED = ("train", "sweep-checkpoints")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        return _delegated(argv[0])(argv[1:])
     p = argparse.ArgumentParser(prog="patchnb", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     d = sub.add_parser("data", help="fetch a dataset with torchvision unless it is already present")
@@ -180,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--jobs", type=int, default=1, help="notebooks executed in parallel")
     b.add_argument("--force", action="store_true", help="re-execute even current notebooks")
     b.add_argument("--no-html", action="store_true", help="execute only")
+    sub.add_parser("train", help="train a patch-based network or baseline (`patchnb train --help`)")
+    sub.add_parser("sweep-checkpoints", help="linear head on every checkpoint (see its --help)")
     be = sub.add_parser("bench", help="run benchmarks/NAME.py")
     be.add_argument("name")
     be.add_argument("args", nargs=argparse.REMAINDER)

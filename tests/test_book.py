@@ -71,3 +71,11 @@ def test_environment_and_pyproject_list_the_same_dependencies():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
     pip = next(d["pip"] for d in env if isinstance(d, dict))
     assert py == pip
+
+
+def test_cli_delegates_train_and_sweep(capsys):
+    for cmd in ("train", "sweep-checkpoints"):
+        with pytest.raises(SystemExit) as e:
+            cli.main([cmd, "--help"])
+        assert e.value.code == 0
+        assert f"usage: patchnb {cmd}" in capsys.readouterr().out
