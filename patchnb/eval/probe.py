@@ -6,8 +6,10 @@ its L2 regularisation chosen on a validation split, evaluated once on test. Here
 
 * features are standardised with the mean / std of the probe's *train* features;
 * the head ``W, b`` minimises ``CE(x W^T + b, y) + weight_decay / 2 * ||W||^2`` (bias not
-  penalised), full batch, with L-BFGS (strong Wolfe line search) from zero: the optimum is unique
-  for ``weight_decay > 0`` and the procedure has no randomness, so it is deterministic;
+  penalised), full batch, with L-BFGS (strong Wolfe line search): the optimum is unique for
+  ``weight_decay > 0`` and the procedure has no randomness, so it is deterministic. The grid is
+  walked from the strongest regularisation down, each fit starting from the previous solution (a
+  regularisation path: the weaker, slower fits start close to their optimum);
 * every value of ``weight_decays`` is tried; the one with the best validation accuracy wins (ties:
   the stronger regularisation), and only that head is scored on test.
 
@@ -86,15 +88,18 @@ def standardise(train_feats: torch.Tensor, eps: float = 1e-6) -> tuple[torch.Ten
     return x.mean(0).float(), x.std(0, unbiased=False).clamp_min(eps).float()
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int = 200,
-                 tol: float = 1e-7) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float, max_iter: int = 100,
+                 tol: float = 1e-6, init: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression ``(W (C, D), b (C,))`` on already standardised ``x``, full-batch
-    L-BFGS from zero minimising ``mean CE + weight_decay/2 ||W||^2``."""
+    L-BFGS minimising ``mean CE + weight_decay/2 ||W||^2``, from zero or from ``init`` (a warm start)."""
     if weight_decay < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     x = x.float()
-    w = torch.zeros(n_classes, x.shape[1], requires_grad=True)
-    b = torch.zeros(n_classes, requires_grad=True)
+    w = torch.zeros(n_classes, x.shape[1]) if init is None else init[0].clone().float()
+    b = torch.zeros(n_classes) if init is None else init[1].clone().float()
+    w.requires_grad_(True)
+    b.requires_grad_(True)
     opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=1e-10,
                             history_size=20, line_search_fn="strong_wolfe")
 
@@ -148,7 +153,7 @@ def _check(name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
 def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: torch.Tensor,
                  val_labels: torch.Tensor, test_feats: torch.Tensor | None = None,
                  test_labels: torch.Tensor | None = None, weight_decays=WEIGHT_DECAYS, n_classes: int | None = None,
-                 max_iter: int = 200) -> ProbeResult:
+                 max_iter: int = 100) -> ProbeResult:
     """Train a logistic-regression head per ``weight_decays`` value on standardised train features, select on
     validation accuracy (ties: the larger weight decay), and score the selected head once on test when
     ``test_feats`` / ``test_labels`` are given. Deterministic. See the module docstring."""
@@ -167,8 +172,9 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feat
     x = (train_feats.float() - mean) / std
     y = train_labels.long()
     best, grid = None, []
-    for wd in weight_decays:  # strongest first, so ties keep the stronger regularisation
-        w, b = fit_logistic(x, y, n_classes, wd, max_iter)
+    w = b = None
+    for wd in weight_decays:  # strongest first (ties keep it); each fit warm-starts from the previous one
+        w, b = fit_logistic(x, y, n_classes, wd, max_iter, init=None if w is None else (w, b))
         head = LinearHead(mean, std, w, b, wd)
         val = classification_metrics(val_labels, head.predict(val_feats), n_classes)
         grid.append({"weight_decay": wd, "val_accuracy": val["accuracy"],
