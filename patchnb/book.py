@@ -51,7 +51,12 @@ def preset(scale: str, **by_scale):
 
 
 def run_key(name: str, config: dict) -> str:
-    blob = json.dumps({"name": name, "config": config, "code": code_version().split("+")[0]},
+    """Folder name of a cached run: its name, config and the version of the patchnb code loaded in
+    this process (the modules a computation can use), not of unrelated modules."""
+    import sys
+
+    loaded = sorted(m for m in sys.modules if m == "patchnb" or m.startswith("patchnb."))
+    blob = json.dumps({"name": name, "config": config, "code": code_version(loaded).split("+")[0]},
                       sort_keys=True, default=repr)
     return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
 

@@ -30,7 +30,7 @@ import yaml
 
 from .book import SCALES
 from .data import check_choice
-from .track import code_version
+from .track import code_version, notebook_modules
 
 SOURCE_DIR = "notebooks"
 EXECUTED_DIR = Path("book") / "nb"  # where _toc.yml points; build products, not committed
@@ -108,9 +108,11 @@ def _hide_injected_parameters(path: Path) -> None:
 
 
 def notebook_key(source: Path, parameters: dict) -> str:
-    h = hashlib.sha1(source.read_bytes())
+    """Changes when the notebook, its parameters or the patchnb code it imports (transitively) change."""
+    text = source.read_text()
+    h = hashlib.sha1(text.encode())
     h.update(json.dumps(parameters, sort_keys=True).encode())
-    h.update(code_version().split("+")[0].encode())
+    h.update(code_version(notebook_modules(text)).split("+")[0].encode())
     return h.hexdigest()[:16]
 
 

@@ -19,10 +19,65 @@ import yaml
 _PKG = Path(__file__).resolve().parent
 
 
-def code_version() -> str:
-    """Hash of the patchnb sources (what the code *is*), plus the git commit when available."""
+def _module_file(name: str) -> Path | None:
+    """patchnb.a.b -> patchnb/a/b.py or patchnb/a/b/__init__.py (None outside the package)."""
+    parts = name.split(".")
+    if parts[0] != "patchnb":
+        return None
+    base = _PKG.joinpath(*parts[1:])
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.is_file():
+            return path
+    return None
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """patchnb modules imported by the source at ``path`` (absolute and relative imports)."""
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}  # `from patchnb import data`
+    return {m for m in found if m.split(".")[0] == "patchnb"}
+
+
+def module_closure(modules) -> list[Path]:
+    """Source files of ``modules`` and of every patchnb module they import, transitively
+    (with their packages' ``__init__`` files)."""
+    todo, seen = list(modules), {}
+    while todo:
+        name = todo.pop()
+        parts = name.split(".")
+        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__ too
+            sub = ".".join(parts[:i])
+            path = _module_file(sub)
+            if path is not None and sub not in seen:
+                seen[sub] = path
+                todo.extend(_imports(path, sub))
+    return sorted(set(seen.values()))
+
+
+def code_version(modules=None) -> str:
+    """Hash of the patchnb sources (what the code *is*), plus the git commit when available.
+
+    With ``modules`` (names such as ``"patchnb.cluster"``), only those modules and what they import,
+    transitively, are hashed: an edit elsewhere in the package leaves the version unchanged, so
+    cached runs and executed notebooks that do not use the edited code stay current. Non-Python
+    sources shipped in the package (the C kernel) always count.
+    """
+    files = module_closure(modules) if modules is not None else sorted(_PKG.rglob("*.py"))
+    files = files + sorted(p for p in _PKG.rglob("*") if p.suffix in (".c", ".h"))
     h = hashlib.sha1()
-    for path in sorted(_PKG.rglob("*.py")):
+    for path in files:
         h.update(path.relative_to(_PKG).as_posix().encode())
         h.update(path.read_bytes())
     version = h.hexdigest()[:12]
@@ -32,6 +87,26 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         commit = ""
     return f"{version}+git.{commit}" if commit else version
+
+
+def notebook_modules(source: str) -> set[str]:
+    """patchnb modules a notebook's code cells import (``from patchnb import x``, ``import patchnb.x``)."""
+    import json
+
+    found = set()
+    for cell in json.loads(source).get("cells", []):
+        if cell.get("cell_type") != "code":
+            continue
+        code = "".join(cell.get("source", []))
+        for line in code.splitlines():
+            words = line.replace(",", " ").split()
+            if line.startswith("from patchnb") and "import" in words:
+                base = words[1]
+                found.add(base)
+                found |= {f"{base}.{w}" for w in words[words.index("import") + 1:] if w.isidentifier()}
+            elif line.startswith("import patchnb"):
+                found.add(words[1])
+    return found or {"patchnb"}
 
 
 def _plain(value):

@@ -79,3 +79,21 @@ def test_cli_delegates_train_and_sweep(capsys):
             cli.main([cmd, "--help"])
         assert e.value.code == 0
         assert f"usage: patchnb {cmd}" in capsys.readouterr().out
+
+
+def test_code_version_is_scoped_to_the_modules_used():
+    names = {p.name for p in track.module_closure({"patchnb.book"})}
+    assert {"book.py", "data.py", "track.py", "train.py", "__init__.py"} <= names
+    assert "cluster.py" not in names and "embedding.py" not in names  # not imported by book, transitively
+    assert track.code_version({"patchnb.book"}) == track.code_version({"patchnb.book", "patchnb.track"})
+    assert track.code_version({"patchnb.book"}) != track.code_version({"patchnb.cluster"})
+
+
+def test_notebook_modules_parses_imports():
+    import json
+
+    nb = {"cells": [{"cell_type": "code", "source": ["import torch\n", "from patchnb import book, cluster\n",
+                                                     "import patchnb.data as d\n"]},
+                    {"cell_type": "markdown", "source": ["from patchnb import ssl"]}]}
+    mods = track.notebook_modules(json.dumps(nb))
+    assert {"patchnb.book", "patchnb.cluster", "patchnb.data"} <= mods and "patchnb.ssl" not in mods
