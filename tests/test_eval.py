@@ -259,7 +259,7 @@ def test_backbone_errors(tmp_path):
     torch.save({"epoch": 3, "notes": "no weights"}, tmp_path / "empty.pt")
     with pytest.raises(BackboneError, match="holds no weights"):
         load_backbone(tmp_path / "empty.pt")
-    with pytest.raises(BackboneError, match="no checkpoint"):
+    with pytest.raises(BackboneError, match="missing.pt"):
         load_backbone(tmp_path / "missing.pt")
 
 

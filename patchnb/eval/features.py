@@ -196,7 +196,10 @@ def load_backbone(path: str | Path, model: nn.Module | None = None) -> nn.Module
     try:
         obj = load_checkpoint(path)
     except CheckpointError as e:
-        raise BackboneError(f"cannot load backbone weights: {e}") from e
+        cause = e.__cause__
+        why = f"{type(cause).__name__}: {cause}" if cause is not None else str(e)
+        raise BackboneError(f"cannot load backbone weights from {path}: the file is missing, corrupt or truncated "
+                            f"({why})") from e
     candidates = _candidates(_extract_state(obj, path))
     if model is None:
         return candidates[-1]

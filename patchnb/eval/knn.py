@@ -62,3 +62,7 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, query_fe
     if query_labels is not None and len(query_labels):
         acc = float((predictions == query_labels.cpu().long()).float().mean())
     return KNNResult(acc, predictions, votes_all)
+
+
+#: alias of :func:`knn_classify`
+knn_classifier = knn_classify
