@@ -1,6 +1,22 @@
 """Evaluation of frozen representations: features (+ disk cache), the backbone loader, linear probe,
 weighted kNN, alignment / uniformity, rotation test, diagnostic figures, saved projections and the
-checkpoint sweep."""
+checkpoint sweep.
+
+Offline evaluation of a saved checkpoint (features computed once, then read from the cache)::
+
+    from patchnb.data import load_splits
+    from patchnb.eval import cached_features, knn_classify, linear_probe
+    from patchnb.ssl import ResNet18
+
+    s = load_splits("fashion_mnist")
+    ck = "runs/simclr/last.pt"                      # any file load_backbone accepts
+    tr, va, te = (cached_features(ck, lambda: ResNet18(1, 16), d, s) for d in (s.train, s.val, s.test))
+    knn = knn_classify(*tr, *te)                    # k = 20, temperature 0.07
+    probe = linear_probe(*tr, *va, *te)             # L2 chosen on validation, one test evaluation
+    print(knn.accuracy, probe.test["accuracy"], probe.test["f1"])
+
+Every checkpoint of a run folder: :func:`sweep_checkpoints` or ``patchnb sweep-checkpoints RUN_DIR``.
+"""
 
 from .features import BackboneError, cached_features, features, load_backbone, save_backbone
 from .geometry import (

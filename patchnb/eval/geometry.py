@@ -139,7 +139,7 @@ def query_figure(feats: torch.Tensor, data: ImageData, n_matches: int = 5, queri
             axes[r, c + 1].set_title(f"{names[int(labels[j])]} {float(top_sim[r, c]):.2f}", fontsize=7,
                                      color="black" if ok else "tab:red")
     fig.suptitle(title or "nearest neighbours by cosine similarity (red: another class)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))
     return fig
 
 
@@ -162,6 +162,7 @@ def kernel_figure(model: nn.Module, max_kernels: int = 64, ncols: int = 8, title
     lo = w.flatten(1).min(1).values.view(-1, 1, 1, 1)
     hi = w.flatten(1).max(1).values.view(-1, 1, 1, 1)
     w = (w - lo) / (hi - lo).clamp_min(1e-12)
+    ncols = max(1, min(ncols, len(w)))
     nrows = -(-len(w) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 0.8, nrows * 0.8), squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -170,7 +171,7 @@ def kernel_figure(model: nn.Module, max_kernels: int = 64, ncols: int = 8, title
         else:
             ax.axis("off")
     fig.suptitle(title or f"first-layer kernels ({tuple(first_conv(model).weight.shape)})", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     return fig
 
 
