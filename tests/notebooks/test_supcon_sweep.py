@@ -12,6 +12,7 @@ def test_supcon_sweep_notebook(glued):
     g = glued("supcon_sweep")
     assert "scale=smoke" in g["data_desc"] and "fashion_mnist" in g["data_desc"]
     assert int(g["n_ckpts"]) >= 2 and "epoch_" in g["best_ckpt"]
+    assert num(g["supcon_seconds"]) > 0 and num(g["ce_seconds"]) > 0
     assert num(g["best_val"]) >= num(g["last_val"])  # the chosen checkpoint is the best on validation
     assert 0 <= num(g["sup_acc"]) <= 100 and 0 <= num(g["ce_acc"]) <= 100 and 0 <= num(g["sup_f1"]) <= 100
     diff = num(g["sup_acc"]) - num(g["ce_acc"])
