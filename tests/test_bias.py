@@ -321,3 +321,15 @@ def test_freeze_backbone_keeps_bn_statistics_and_transfer(masks):
         transfer(model, second, cfg, mode="partial")
     with pytest.raises(TypeError, match="VisionModel"):
         freeze_backbone(torch.nn.Linear(2, 2))
+
+
+def test_bias_run_with_the_patch_network(masks):
+    """The Phi_full patch network takes part in the comparison: its dictionary comes from the training stimuli."""
+    from patchnb.bias.experiment import BIAS_MODELS, bias_run
+    from patchnb.train import TrainConfig
+
+    assert "patch" in BIAS_MODELS
+    r = bias_run("patch", "consistent", masks, masks, n_train=128, n_val=32, n_test=64, n_conflict=64, image_size=16,
+                 width=16, cfg=TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, schedule="constant"))
+    assert r["model"] == "patch" and 0 <= r["shape_bias"] <= 1 and 0 <= r["accuracy"] <= 1
+    assert any(k.startswith("embedding.") for k in r["state"])  # a patch network was trained, not a CNN

@@ -8,10 +8,13 @@ import time
 
 import torch
 
-from ..models.vision import make_model
+from ..models.patch import patch_network
+from ..models.vision import MODELS, make_model
 from ..train import TrainConfig, fit, predict
 from .metrics import shape_bias
 from .stimuli import bias_splits, make_stimuli
+
+BIAS_MODELS = (*MODELS, "patch")  # "patch": the Phi_full network of the patch chapter, dictionary from the stimuli
 
 
 def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: tuple, texture_strength: float = 1.0,
@@ -19,6 +22,9 @@ def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: t
              image_size: int = 28, width: int | None = None, cfg: TrainConfig | None = None, seed: int = 0,
              model_kwargs: dict | None = None, progress: bool = False) -> dict:
     """Train ``model_name`` on ``train_kind`` stimuli (``consistent`` / ``stylized``) and evaluate.
+
+    ``model_name`` is one of :data:`BIAS_MODELS`; for ``"patch"`` the dictionary is built from the
+    training stimuli and ``width`` is its size N (k = N/4).
 
     Returns a dict with ``shape_bias`` (and its counts), ``accuracy`` (shape label, cue-consistent
     test), ``conflict_shape_acc`` / ``conflict_texture_acc`` (fractions of cue-conflict images
@@ -28,7 +34,12 @@ def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: t
     common = dict(image_size=image_size, texture_strength=texture_strength, noise=noise)
     splits = bias_splits(train_kind, train_masks, test_masks, n_train, n_val, n_test, seed=seed, **common)
     torch.manual_seed(seed)
-    model = make_model(model_name, splits.shape[0], len(splits.classes), image_size, width, **(model_kwargs or {}))
+    if model_name == "patch":
+        model = patch_network(splits.norm(splits.train.images), len(splits.classes), n_centroids=width or 256,
+                              seed=seed, **(model_kwargs or {}))
+    else:
+        model = make_model(model_name, splits.shape[0], len(splits.classes), image_size, width,
+                           **(model_kwargs or {}))
     t0 = time.perf_counter()
     result = fit(model, splits, cfg, progress=progress)
     conflict = make_stimuli("conflict", n_conflict, *test_masks, seed=seed + 3_000_017, **common)
@@ -46,4 +57,4 @@ def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: t
             "norm": splits.norm, "classes": splits.classes}
 
 
-__all__ = ["bias_run"]
+__all__ = ["BIAS_MODELS", "bias_run"]

@@ -2,7 +2,7 @@
 and CNN baselines. The vision backbones of the bias chapter live in :mod:`patchnb.models.vision`."""
 
 from .cnn import VGGLike, vanilla_cnn
-from .patch import FrozenStack, Head, LocallyLinearNetwork, StackedNetwork, train_layerwise
+from .patch import FrozenStack, Head, LocallyLinearNetwork, StackedNetwork, patch_network, train_layerwise
 
-__all__ = ["FrozenStack", "Head", "LocallyLinearNetwork", "StackedNetwork", "VGGLike", "train_layerwise",
-           "vanilla_cnn"]
+__all__ = ["FrozenStack", "Head", "LocallyLinearNetwork", "StackedNetwork", "VGGLike", "patch_network",
+           "train_layerwise", "vanilla_cnn"]

@@ -98,6 +98,25 @@ class LocallyLinearNetwork(nn.Module):
         return self.head(self.embed(x))
 
 
+def patch_network(images_float: torch.Tensor, n_classes: int, n_centroids: int = 256, k: int | None = None,
+                  patch_size: int = 5, n_patches: int = 65536, mode: str = "full", whitening: str = "pca",
+                  seed: int = 0, kmeans_iters: int = 10, **head) -> LocallyLinearNetwork:
+    """A depth-1 patch network end to end (Brutzkus et al., ICML 2022, Sec. 5): the unsupervised
+    stage (whitened k-means dictionary of ``n_centroids`` patches from ``images_float``, normalised
+    as the model sees them), then the locally linear network with the ``mode`` embedding
+    (Phi_full by default) and ``k`` nearest centroids (default N/4, the paper's ratio)."""
+    k = k or max(1, n_centroids // 4)
+    _check_k(k, n_centroids)
+    d = build_dictionary(images_float, patch_size, min(n_patches, _max_patches(images_float, patch_size)),
+                         n_centroids, whitening, seed, n_iter=kmeans_iters)
+    return LocallyLinearNetwork(PatchEmbedding.from_dictionary(d, k, mode), images_float.shape[1:], n_classes, **head)
+
+
+def _max_patches(images: torch.Tensor, patch_size: int) -> int:
+    n, _, h, w = images.shape
+    return n * (h - patch_size + 1) * (w - patch_size + 1)
+
+
 class FrozenStack(nn.Module):
     """Trained layers (frozen, eval mode) applied in sequence: each maps to its bottleneck output."""
 

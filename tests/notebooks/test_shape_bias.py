@@ -21,3 +21,9 @@ def test_shape_bias_notebook(glued):
         assert key in g
     for model in ("resnet", "vit"):
         assert model in g["tab_shape_bias"]
+    assert "patch" in g["tab_shape_bias"]  # the Phi_full network takes part (smoke preset: resnet, vit, patch)
+    n, n_tex = int(g["n_models"]), int(g["n_texture_biased"])
+    assert 0 <= n_tex <= n and 0 <= int(g["n_moved"]) <= n
+    listed = [] if g["texture_biased"] == "none" else g["texture_biased"].split(", ")
+    assert len(listed) == n_tex  # the verdict names exactly the counted models
+    assert g["gap_vs_spread"] in ("larger", "not larger")  # smoke has resnet (conv) and vit (attention)
