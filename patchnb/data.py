@@ -236,13 +236,27 @@ def load_cifar(name: str, split: str) -> ImageData:
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
+def read_image(path: str | Path, channels: int, image_size: int | None = None) -> np.ndarray:
+    """One image file as uint8 ``(C, H, W)`` with ``channels`` 1 (grayscale) or 3 (RGB), resized to a
+    square ``image_size`` when given; an unreadable file raises :class:`DataError` naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB")
+            if image_size is not None:
+                im = im.resize((image_size, image_size), Image.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path} is not a readable image ({e}); remove or replace it.") from e
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
 def load_image_folder(root: str | Path, image_size: int | None = None, channels: int | None = None) -> ImageData:
     """Load a ``root/<class>/<image>`` tree into memory, resized to ``image_size`` (square) if given.
 
     ``channels`` is 1 (grayscale) or 3 (RGB); by default, the mode of the first image decides.
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"ImageFolder root {root} does not exist.")
@@ -255,19 +269,12 @@ def load_image_folder(root: str | Path, image_size: int | None = None, channels:
         if not members:
             raise DataError(f"class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         files += [(p, label) for p in members]
-    arrays = []
-    for path, _ in files:
-        try:
-            with Image.open(path) as im:
-                if channels is None:
-                    channels = 1 if im.mode in ("L", "1", "I;16", "I") else 3
-                im = im.convert("L" if channels == 1 else "RGB")
-                if image_size is not None:
-                    im = im.resize((image_size, image_size), Image.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"{path} is not a readable image ({e}); remove or replace it.") from e
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    if channels is None:
+        from PIL import Image
+
+        with Image.open(files[0][0]) as im:
+            channels = 1 if im.mode in ("L", "1", "I;16", "I") else 3
+    arrays = [read_image(path, channels, image_size) for path, _ in files]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"images under {root} have different sizes {sorted(shapes)[:3]}...; pass image_size.")

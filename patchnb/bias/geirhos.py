@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import IMAGE_SUFFIXES, DataError
+from ..data import IMAGE_SUFFIXES, DataError, read_image
 from .metrics import IMAGENET_16_CATEGORIES, ShapeBias, imagenet_shape_bias
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -56,8 +56,6 @@ def load_cue_conflict(root: str | Path, image_size: int | None = None, categorie
     one must have a folder, and every shape and texture named in a file must be one of them. A file
     whose shape differs from its folder is an error. ``image_size`` resizes (bilinear, square).
     """
-    from PIL import Image, UnidentifiedImageError
-
     root = Path(root)
     categories = tuple(categories) if categories is not None else IMAGENET_16_CATEGORIES
     if not root.is_dir():
@@ -81,15 +79,7 @@ def load_cue_conflict(root: str | Path, image_size: int | None = None, categorie
                     raise DataError(f"{path}: {cue} {value!r} is not a category ({', '.join(categories)})")
             if s != cat:
                 raise DataError(f"{path}: its name says shape {s!r} but it lies in the folder {cat!r}")
-            try:
-                with Image.open(path) as im:
-                    im = im.convert("L" if channels == 1 else "RGB")
-                    if image_size is not None:
-                        im = im.resize((image_size, image_size), Image.BILINEAR)
-                    a = np.asarray(im, dtype=np.uint8)
-            except (UnidentifiedImageError, OSError) as e:
-                raise DataError(f"{path} is not a readable image ({e})") from e
-            arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            arrays.append(read_image(path, channels, image_size))
             shapes.append(index[s])
             textures.append(index[t])
             files.append(str(path.relative_to(root)))
