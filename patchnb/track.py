@@ -4,6 +4,7 @@ wandb is never required."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -69,11 +70,19 @@ def module_closure(modules) -> list[Path]:
 def code_version(modules=None) -> str:
     """Hash of the patchnb sources (what the code *is*), plus the git commit when available.
 
+    Computed once per process and module set: a long-running kernel keeps the version of the code
+    it imported, even if the files change on disk meanwhile.
+
     With ``modules`` (names such as ``"patchnb.cluster"``), only those modules and what they import,
     transitively, are hashed: an edit elsewhere in the package leaves the version unchanged, so
     cached runs and executed notebooks that do not use the edited code stay current. Non-Python
     sources shipped in the package (the C kernel) always count.
     """
+    return _code_version(None if modules is None else frozenset(modules))
+
+
+@functools.cache
+def _code_version(modules: frozenset | None) -> str:
     files = module_closure(modules) if modules is not None else sorted(_PKG.rglob("*.py"))
     files = files + sorted(p for p in _PKG.rglob("*") if p.suffix in (".c", ".h"))
     h = hashlib.sha1()
