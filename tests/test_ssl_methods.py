@@ -245,3 +245,10 @@ def test_detcon_segment_masks():
     assert (m.sum((2, 3)) > 0).all()
     grid = segment_masks(images, 4, 0.0)
     assert torch.equal(grid.sum(1), torch.ones(4, 16, 16)) and (grid.sum((2, 3)) == 64).all()
+
+
+def test_emp_ssl_rejects_bad_eps_at_construction():
+    from patchnb.ssl import EMPSSL
+
+    with pytest.raises(ValueError, match="eps must be > 0"):
+        EMPSSL(eps=0.0)

@@ -272,6 +272,8 @@ class EMPSSL(_Method):
     def __post_init__(self) -> None:
         if self.n_patches < 2:
             raise ValueError(f"n_patches must be >= 2, got {self.n_patches}")
+        if not self.eps > 0:
+            raise ValueError(f"eps must be > 0, got {self.eps}")
 
     def step(self, model, images, labels, splits, generator):
         dev = _device(model)
