@@ -379,6 +379,7 @@ def load_splits(
     (and optionally ``root/val``) subfolders those splits are used as given.
     """
     check_choice("dataset", name, DATASETS)
+    val = None
     if name == "fashion_mnist":
         train_all, test = load_fashion_mnist("train"), load_fashion_mnist("test")
     elif name in ("cifar10", "cifar100"):
@@ -401,10 +402,13 @@ def load_splits(
             train_all, test = full.subset(tr), full.subset(te)
         if (root / "val").is_dir():
             val = load_image_folder(root / "val", image_size, channels=train_all.shape[0])
-            train = train_all
-    if not (name == "imagefolder" and root is not None and (Path(root) / "val").is_dir()):
+            if val.classes != train_all.classes:
+                raise DataError(f"{root}/train and {root}/val have different class folders.")
+    if val is None:  # held out of train, deterministically
         tr, va = holdout_split(len(train_all), val_fraction, split_seed)
         train, val = train_all.subset(tr), train_all.subset(va)
+    else:
+        train = train_all
     train = _first(train, train_size, split_seed)
     val = _first(val, val_size, split_seed + 1)
     test = _first(test, test_size, split_seed + 2)

@@ -191,3 +191,11 @@ def test_download_uses_torchvision_layout(tmp_cache, monkeypatch):
     assert len(data.load_splits("fashion_mnist").test) == 10
     with pytest.raises(ValueError, match="dataset='imagefolder'"):
         data.download("imagefolder")
+
+
+def test_image_folder_val_classes_must_match(tmp_path):
+    for split in ("train", "test"):
+        _write_tree(tmp_path / split, n=2, mode="L")
+    _write_tree(tmp_path / "val", classes=("cat", "cow"), n=2, mode="L")
+    with pytest.raises(data.DataError, match="different class folders"):
+        data.load_splits("imagefolder", root=tmp_path)
