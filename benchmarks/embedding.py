@@ -8,9 +8,9 @@ throughput (forward + backward + SGD step) of Phi_full depth 1, plain autograd (
 output materialised) and fused (:func:`patchnb.embedding.phi_full_pooled`), next to the vanilla
 1-hidden-layer CNN.
 
-    .venv/bin/python -P benchmarks/embedding.py [--repeats 3]
+    .venv/bin/python benchmarks/embedding.py [--repeats 3] [--device cuda]
 
-(``-P``: benchmarks/ssl.py would otherwise shadow the standard library's ssl module.)
+The last CPU run is recorded in ``benchmarks/embedding.results.txt``.
 """
 
 import argparse
@@ -25,12 +25,16 @@ from patchnb.embedding import PatchEmbedding, kernel_backend
 from patchnb.models import LocallyLinearNetwork, vanilla_cnn
 
 
-def best_time(fn, repeats):
+def best_time(fn, repeats, device="cpu"):
+    """Minimum wall-clock of ``repeats`` calls after one warm-up (CUDA work is waited for)."""
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     fn()
+    sync()
     ts = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         ts.append(time.perf_counter() - t0)
     return min(ts)
 
@@ -41,17 +45,24 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--n", type=int, default=1024)
     p.add_argument("--k", type=int, default=256)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     args = p.parse_args()
     torch.manual_seed(0)
-    print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, kernel backend: {kernel_backend()}; min of {args.repeats} runs; "
+    dev = torch.device(args.device)
+    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads")
+    backend = kernel_backend(torch.empty(0, device=dev))
+    print(f"# {where}, torch {torch.__version__}, kernel backend: {backend}; min of {args.repeats} runs; "
           f"N={args.n}, k={args.k}, 5x5 patches, batch {args.batch}")
-    b, r = args.batch, args.repeats
+    b = args.batch
+
+    def timed(fn):
+        return best_time(fn, args.repeats, dev)
     rows = []
     for c, s in ((1, 28), (3, 32)):
         d = c * 25
-        emb = PatchEmbedding(torch.randn(args.n, d), torch.eye(d) / d ** 0.5, 5, c, args.k)
-        x = torch.randn(b, c, s, s)
+        emb = PatchEmbedding(torch.randn(args.n, d), torch.eye(d) / d ** 0.5, 5, c, args.k).to(dev)
+        x = torch.randn(b, c, s, s, device=dev)
 
         def kth(x=x, emb=emb):
             sc = F.conv2d(x, emb.kernel, emb.bias)
@@ -61,10 +72,10 @@ def main():
         with torch.no_grad():
             fused = emb(x, pool=(4, 4, True))
             agree = float((fused == kth()).float().mean())
-            t_ours = best_time(lambda x=x, emb=emb: emb(x, pool=(4, 4, True)), r)
-            t_kth = best_time(kth, r)
-            t_conv = best_time(lambda x=x, emb=emb: F.conv2d(x, emb.kernel, emb.bias), r)
-            t_gemm = best_time(lambda x=x, emb=emb: emb.scores(x), r)
+            t_ours = timed(lambda x=x, emb=emb: emb(x, pool=(4, 4, True)))
+            t_kth = timed(kth)
+            t_conv = timed(lambda x=x, emb=emb: F.conv2d(x, emb.kernel, emb.bias))
+            t_gemm = timed(lambda x=x, emb=emb: emb.scores(x))
         rows.append((f"{s}x{s}x{c}", b / t_ours, b / t_kth, b / t_conv, b / t_gemm, t_kth / t_ours,
                      t_ours / t_conv, agree))
     print(f"\n{'input':>9} | {'ours img/s':>10} | {'kthvalue img/s':>14} | {'conv2d only':>11} | "
@@ -76,8 +87,8 @@ def main():
           "'= kth path': fraction of pooled outputs equal to the kthvalue threshold's, which differs only on ties)")
 
     print(f"\n{'training, 28x28x1':>24} | {'images/s':>9} | {'vs plain Phi_full':>17} | {'vs vanilla CNN':>14}")
-    x = torch.randn(b, 1, 28, 28)
-    y = torch.randint(0, 10, (b,))
+    x = torch.randn(b, 1, 28, 28, device=dev)
+    y = torch.randint(0, 10, (b,), device=dev)
     plain = PatchEmbedding(torch.randn(args.n, 25), torch.eye(25) / 5, 5, 1, args.k, mode="full")
     plain.fused = False
     fused = PatchEmbedding(torch.randn(args.n, 25), torch.eye(25) / 5, 5, 1, args.k, mode="full")
@@ -85,6 +96,7 @@ def main():
     for name, net in (("Phi_full, plain autograd", LocallyLinearNetwork(plain, (1, 28, 28))),
                       ("Phi_full, fused", LocallyLinearNetwork(fused, (1, 28, 28))),
                       ("vanilla 1-layer CNN", vanilla_cnn((1, 28, 28), channels=args.n))):
+        net = net.to(dev)
         opt = torch.optim.SGD(net.parameters(), lr=0.003, momentum=0.9)
 
         def step(net=net, opt=opt):
@@ -92,7 +104,7 @@ def main():
             F.cross_entropy(net(x), y).backward()
             opt.step()
 
-        speeds[name] = b / best_time(step, r)
+        speeds[name] = b / timed(step)
     base, cnn = speeds["Phi_full, plain autograd"], speeds["vanilla 1-layer CNN"]
     for name, v in speeds.items():
         print(f"{name:>24} | {v:>9.0f} | {v / base:>16.2f}x | {v / cnn:>13.2f}x")
