@@ -58,6 +58,7 @@ from pathlib import Path
 from .data import Splits, check_choice, load_splits
 from .embedding import MODES
 from .models import VGGLike, train_layerwise
+from .models.patch import seeded_init
 from .train import Classification, TrainConfig, fit
 
 MODELS = ("patch", "vgg")
@@ -204,9 +205,10 @@ def run_experiment(cfg: ExperimentConfig, splits: Splits | None = None, run_dir:
     use_bn = cfg.layers("batch_norm", True, (True, False, False, False))
     if cfg.model == "vgg":
         pool = cfg.layers("avg_pool", True, (True, False, False, False))
-        model = VGGLike(shape, n_classes, cfg.depth, cfg.width, kernel_sizes, cfg.layers("padding", 0, (0,) * 4),
-                        use_bn, pool[0], cfg.pool_size, cfg.pool_stride, cfg.bottleneck_dim,
-                        cfg.relu_after_bottleneck, cfg.mlp_hidden_layers)
+        with seeded_init(cfg.seed):
+            model = VGGLike(shape, n_classes, cfg.depth, cfg.width, kernel_sizes,
+                            cfg.layers("padding", 0, (0,) * 4), use_bn, pool[0], cfg.pool_size, cfg.pool_stride,
+                            cfg.bottleneck_dim, cfg.relu_after_bottleneck, cfg.mlp_hidden_layers)
         train(model, cfg.depth)
         out["first_conv"] = model.features[0].weight.detach().clone()
     else:

@@ -5,6 +5,7 @@ import json
 import shlex
 
 import pytest
+import torch
 
 from patchnb import cli_train
 from patchnb.cli_train import README_COMMANDS, ExperimentConfig, main, parse_config
@@ -68,3 +69,18 @@ def test_run_experiment_returns_kernels():
     out = cli_train.run_experiment(cfg, progress=False)
     assert out["first_conv"].shape == (16, 1, 5, 5) and out["dictionary"]["kernel"].shape == (16, 1, 5, 5)
     assert out["results"][0]["history"] and out["seconds"] > 0
+
+
+@pytest.mark.parametrize("extra", ["--embedding conv", "--model vgg --width 8 --depth 2 --mlp-hidden-layers 0",
+                                   "--depth 2 --embedding full --pool-size 2 --pool-stride 2"])
+def test_same_seed_same_run_whatever_came_before(extra):
+    """The seed alone determines a run: initialisation must not draw from whatever global random
+    state earlier code left (a notebook's second run of a config used to differ from its first)."""
+    cfg, _ = parse_config(shlex.split(f"{TINY} {extra} --seed 3"))
+    first = cli_train.run_experiment(cfg, progress=False)
+    torch.rand(17)  # disturb the global random state
+    second = cli_train.run_experiment(cfg, progress=False)
+    assert [r["test_acc"] for r in first["results"]] == [r["test_acc"] for r in second["results"]]
+    assert torch.equal(first["first_conv"], second["first_conv"])
+    other, _ = parse_config(shlex.split(f"{TINY} {extra} --seed 4"))
+    assert not torch.equal(cli_train.run_experiment(other, progress=False)["first_conv"], first["first_conv"])

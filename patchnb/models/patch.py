@@ -5,6 +5,7 @@ layerwise deep version (Table 4)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -98,6 +99,15 @@ class LocallyLinearNetwork(nn.Module):
         return self.head(self.embed(x))
 
 
+@contextlib.contextmanager
+def seeded_init(seed: int):
+    """A context in which parameter initialisation draws from ``torch.manual_seed(seed)`` without
+    touching the caller's random state: a model built inside depends on ``seed`` alone."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def patch_network(images_float: torch.Tensor, n_classes: int, n_centroids: int = 256, k: int | None = None,
                   patch_size: int = 5, n_patches: int = 65536, mode: str = "full", whitening: str = "pca",
                   seed: int = 0, kmeans_iters: int = 10, **head) -> LocallyLinearNetwork:
@@ -109,7 +119,9 @@ def patch_network(images_float: torch.Tensor, n_classes: int, n_centroids: int =
     _check_k(k, n_centroids)
     d = build_dictionary(images_float, patch_size, min(n_patches, _max_patches(images_float, patch_size)),
                          n_centroids, whitening, seed, n_iter=kmeans_iters)
-    return LocallyLinearNetwork(PatchEmbedding.from_dictionary(d, k, mode), images_float.shape[1:], n_classes, **head)
+    with seeded_init(seed):
+        return LocallyLinearNetwork(PatchEmbedding.from_dictionary(d, k, mode), images_float.shape[1:], n_classes,
+                                    **head)
 
 
 def _max_patches(images: torch.Tensor, patch_size: int) -> int:
@@ -201,16 +213,17 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
         if i:
             with torch.no_grad():
                 x_shape = tuple(prefix(images_float[:1]).shape[1:])
-        if vanilla:
-            emb = None
-        else:
+        d = None
+        if not vanilla:
             feats = prefix(images_float) if i else images_float
             d = build_dictionary(feats, kernel_sizes[i], n_patches[i], n_centroids[i], whitening, seed + i,
                                  random_gaussian=random_gaussian, n_iter=n_iter)
-            emb = PatchEmbedding.from_dictionary(d, ks[i], mode)
-        top = LocallyLinearNetwork(emb, x_shape, n_classes, conv_channels=n_centroids[i], patch_size=kernel_sizes[i],
-                                   use_pool=use_pool[i], use_batch_norm=use_batch_norm[i], pool_size=pool_size,
-                                   pool_stride=pool_stride, **head)
+        with seeded_init(seed + i):  # layer i's initialisation depends on the seed only
+            emb = None if vanilla else PatchEmbedding.from_dictionary(d, ks[i], mode)
+            top = LocallyLinearNetwork(emb, x_shape, n_classes, conv_channels=n_centroids[i],
+                                       patch_size=kernel_sizes[i], use_pool=use_pool[i],
+                                       use_batch_norm=use_batch_norm[i], pool_size=pool_size,
+                                       pool_stride=pool_stride, **head)
         model = StackedNetwork(prefix, top) if i else top
         result = train_fn(model)
         out.append((model, result))
