@@ -23,7 +23,7 @@ def check(g, claim, a, b):
 
 def test_patch_table1(glued):
     g = glued("patch_table1")
-    assert "scale=smoke" in g["budget_desc"] and "fashion_mnist" in g["budget_desc"] and "seeds" in g["budget_desc"]
+    assert "scale=smoke" in g["data_desc"] and "fashion_mnist" in g["data_desc"] and "seeds" in g["budget_desc"]
     check(g, "claim_beats_cnn", "acc_full_clustered", "acc_cnn")
     check(g, "claim_clustered_full", "acc_full_clustered", "acc_full_random")
     check(g, "claim_clustered_hard", "acc_hard_clustered", "acc_hard_random")
