@@ -236,6 +236,38 @@ def test_context_encoder_masks_one_square_per_image():
         ContextEncoder(mask_fraction=1.0)
 
 
+def test_context_encoder_adversarial_term_trains_each_player_on_its_own_objective(splits, tmp_path):
+    """D's gradient is that of its real/fake loss alone (the same for any adversarial weight), while the
+    encoder-decoder's gradient changes with the weight: each player gets only its own objective."""
+    torch.manual_seed(0)
+    model = ContextEncoder(adversarial_weight=0.1).make_model(1, width=4, hidden_dim=16, image_size=(16, 16))
+    images, labels = splits.train.images[:16], splits.train.labels[:16]
+    grads = {}
+    for w in (0.1, 0.9):
+        model.zero_grad()
+        loss, logs = ContextEncoder(adversarial_weight=w).step(model, images, labels, splits,
+                                                               torch.Generator().manual_seed(1))
+        loss.backward()
+        grads[w] = ([p.grad.clone() for p in model.discriminator.parameters()],
+                    [p.grad.clone() for p in model.backbone.parameters() if p.grad is not None])
+        assert logs["discriminator"] > 0 and logs["reconstruction"] > 0
+    for a, b in zip(grads[0.1][0], grads[0.9][0]):
+        torch.testing.assert_close(a, b)
+    assert any(not torch.allclose(a, b) for a, b in zip(grads[0.1][1], grads[0.9][1]))
+    with pytest.raises(ValueError, match="discriminator"):  # a model built without it
+        ContextEncoder(adversarial_weight=0.1).step(ContextEncoder().make_model(1, width=4, hidden_dim=16,
+                                                                                image_size=(16, 16)),
+                                                    images, labels, splits, torch.Generator().manual_seed(1))
+    with pytest.raises(ValueError, match="adversarial_weight"):
+        ContextEncoder(adversarial_weight=1.0)
+    method = ContextEncoder(adversarial_weight=0.001)  # the paper's weight, through the training loop
+    result = train.fit(model, splits, train.TrainConfig(**CFG), method=method, run_dir=tmp_path / "run",
+                       name="context_encoder_adv", progress=False)
+    assert "discriminator.fc.weight" in model.state_dict()
+    rec = [row["reconstruction"] for row in result.history]
+    assert rec[-1] < rec[0], rec
+
+
 def test_detcon_segment_masks():
     from patchnb.ssl import segment_masks
 

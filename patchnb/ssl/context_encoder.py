@@ -5,10 +5,15 @@ A random square region (side ``mask_fraction`` of the image side, random positio
 replaced by 0 (the dataset mean in normalised pixels); the backbone encodes the masked image, a
 decoder (channel-wise fully connected bottleneck then transposed convolutions, as in the paper's
 design, sized for small images) reconstructs the whole image, and the loss is the mean squared
-error over the masked region (the paper's reconstruction loss, eq. 1). The paper's adversarial term
-(weight 0.001) is left out, as in patchwork; unlike patchwork, the context around the hole also
-gets a small weight (``context_weight``, 0 = the paper's masked-only L2). Scored like the other
-methods by kNN accuracy of the backbone features.
+error over the masked region (the paper's reconstruction loss, eq. 1). With ``adversarial_weight``
+> 0 the paper's joint loss is used, L = (1 - w) L_rec + w L_adv (eq. 2-3, w = 0.001 in the paper):
+a small convolutional discriminator D (part of the model, so checkpoints and resume cover it) learns
+to tell real images from the inpainted ones, and the encoder-decoder is pushed to fool it. Both
+players are trained by the one optimiser of :func:`patchnb.train.fit`: D's loss sees the
+reconstruction detached, and the generator's term is computed through a detached copy of D's
+parameters, so each part only receives the gradient of its own objective. The context around the
+hole can also get a small weight (``context_weight``, 0 = the paper's masked-only L2). Scored like
+the other methods by kNN accuracy of the backbone features.
 """
 
 from __future__ import annotations
@@ -41,22 +46,45 @@ class Decoder(nn.Module):
         return F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False)
 
 
+class Discriminator(nn.Module):
+    """Image (B, C, H, W) -> one real/fake logit per image: three strided convs with LeakyReLU (no
+    batch norm, as the inputs mix real and inpainted images), global average, linear."""
+
+    def __init__(self, in_channels: int, ch: int = 32):
+        super().__init__()
+        self.net = nn.Sequential(nn.Conv2d(in_channels, ch, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(ch, 2 * ch, 4, 2, 1), nn.LeakyReLU(0.2),
+                                 nn.Conv2d(2 * ch, 4 * ch, 3, 1, 1), nn.LeakyReLU(0.2))
+        self.fc = nn.Linear(4 * ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.net(x).mean((2, 3))).squeeze(1)
+
+
 @dataclass
 class ContextEncoder(_Method):
-    """Inpainting of a random square hole; MSE on the hole (+ ``context_weight`` x MSE elsewhere)."""
+    """Inpainting of a random square hole; MSE on the hole (+ ``context_weight`` x MSE elsewhere),
+    optionally joined with the adversarial loss (``adversarial_weight``, the paper's 0.001)."""
 
     mask_fraction: float = 0.5
     context_weight: float = 0.0
+    adversarial_weight: float = 0.0
     name: str = "context_encoder"
 
     def __post_init__(self) -> None:
         if not 0 < self.mask_fraction < 1:
             raise ValueError(f"mask_fraction must be in (0, 1), got {self.mask_fraction}")
+        if not 0 <= self.adversarial_weight < 1:
+            raise ValueError(f"adversarial_weight must be in [0, 1) (the paper uses 0.001), got "
+                             f"{self.adversarial_weight}")
 
     def make_model(self, in_channels: int = 1, width: int = 16, hidden_dim: int = 64, out_dim: int | None = None,
                    batchnorm: bool = True, image_size: tuple[int, int] = (28, 28)) -> SSLModel:
         backbone = ResNet18(in_channels, width)
-        return SSLModel(backbone, Decoder(backbone.out_dim, in_channels, image_size, ch=hidden_dim))
+        model = SSLModel(backbone, Decoder(backbone.out_dim, in_channels, image_size, ch=hidden_dim))
+        if self.adversarial_weight:
+            model.discriminator = Discriminator(in_channels)
+        return model
 
     def mask(self, shape, generator, device) -> torch.Tensor:
         """(B, 1, H, W) boolean hole masks, one random square per image."""
@@ -80,7 +108,22 @@ class ContextEncoder(_Method):
         loss = (err * holef).sum() / holef.sum().clamp_min(1)
         if self.context_weight:
             loss = loss + self.context_weight * (err * (1 - holef)).sum() / (1 - holef).sum().clamp_min(1)
-        return loss, {}
+        if not self.adversarial_weight:
+            return loss, {}
+        disc = getattr(model, "discriminator", None)
+        if disc is None:
+            raise ValueError("adversarial_weight > 0 needs the discriminator: build the model with this method's "
+                             "make_model()")
+        fake = torch.where(hole, recon, x)  # the context with the hole filled in
+        real_logit, fake_logit = disc(x), disc(fake.detach())
+        d_loss = (F.binary_cross_entropy_with_logits(real_logit, torch.ones_like(real_logit))
+                  + F.binary_cross_entropy_with_logits(fake_logit, torch.zeros_like(fake_logit)))
+        frozen = {k: v.detach() for k, v in disc.named_parameters()}
+        g_logit = torch.func.functional_call(disc, frozen, (fake,))
+        g_adv = F.binary_cross_entropy_with_logits(g_logit, torch.ones_like(g_logit))
+        w = self.adversarial_weight
+        total = (1 - w) * loss + w * g_adv + d_loss
+        return total, {"reconstruction": float(loss.detach()), "discriminator": float(d_loss.detach())}
 
 
 METHODS["context_encoder"] = ContextEncoder
