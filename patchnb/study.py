@@ -70,10 +70,10 @@ class PatchStudy:
 
     def describe(self) -> str:
         """One sentence of the data and budget, for the page."""
-        b = self.budget
-        return (f"{self.splits.describe()}; scale={self.scale}; {b['epochs']} epoch(s), batch 64, SGD lr 0.003 "
-                f"momentum 0.9 (unless stated), N={b['n_centroids']}, k={b['k']}, {b['n_patches']:,} patches for "
-                f"k-means, augmentation {'on' if b['augment'] else 'off'}, seeds {self.seeds}")
+        c = self.config(self.seeds[0])
+        return (f"{self.splits.describe()}; scale={self.scale}; {c.epochs} epoch(s), batch {c.batch_size}, SGD lr "
+                f"{c.lr:g} momentum {c.momentum:g} (unless stated), N={c.n_centroids}, k={c.k[0]}, "
+                f"{c.n_patches:,} patches for k-means, augmentation {'on' if c.augment else 'off'}, seeds {self.seeds}")
 
 
 def summarise(label: str, outs: list[dict], depth: int = 1) -> dict:

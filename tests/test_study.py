@@ -34,7 +34,9 @@ def test_study_budget_and_config(tmp_cache):
     cfg = s.config(5, embedding="hard", k=[4])
     assert (cfg.seed, cfg.embedding, cfg.k, cfg.epochs, cfg.dataset) == (5, "hard", [4], 3, "synthetic")
     assert s.config(0).k == [study.BUDGETS["smoke"]["k"]]
-    assert "scale=smoke" in s.describe()
+    assert "scale=smoke" in s.describe() and "batch 64" in s.describe()
+    assert "batch 32, SGD lr 0.01 " in study.PatchStudy("smoke", dataset="synthetic",
+                                                        budget={"batch_size": 32, "lr": 0.01}).describe()
 
 
 @pytest.mark.parametrize("kwargs, match", [
