@@ -50,13 +50,15 @@ def preset(scale: str, **by_scale):
     return by_scale[scale]
 
 
-def run_key(name: str, config: dict) -> str:
-    """Folder name of a cached run: its name, config and the version of the patchnb code loaded in
-    this process (the modules a computation can use), not of unrelated modules."""
+def run_key(name: str, config: dict, modules=None) -> str:
+    """Folder name of a cached run: its name, config and the version of the patchnb code it can use:
+    ``modules`` and what they import, or, without ``modules``, every patchnb module loaded in this
+    process."""
     import sys
 
-    loaded = sorted(m for m in sys.modules if m == "patchnb" or m.startswith("patchnb."))
-    blob = json.dumps({"name": name, "config": config, "code": code_version(loaded).split("+")[0]},
+    if modules is None:
+        modules = sorted(m for m in sys.modules if m == "patchnb" or m.startswith("patchnb."))
+    blob = json.dumps({"name": name, "config": config, "code": code_version(modules).split("+")[0]},
                       sort_keys=True, default=repr)
     return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
 
@@ -70,10 +72,16 @@ def runs_dir() -> Path:
 def cached(name: str, config: dict, fn, refresh: bool = False):
     """Return ``fn(run_dir)``'s result, computed once per (name, config, code version).
 
-    ``fn`` receives its own run folder (for checkpoints, so an interrupted run resumes) and
-    returns any picklable object; it is stored atomically as ``cached.pt`` with its wall-clock.
+    The key covers the code ``fn`` can run: its module's import closure when ``fn`` is defined in
+    patchnb, else every loaded patchnb module. ``fn`` receives its own run folder (for checkpoints,
+    so an interrupted run resumes) and returns any picklable object; it is stored atomically as
+    ``cached.pt`` with its wall-clock.
     """
-    folder = runs_dir() / run_key(name, config)
+    home = getattr(fn, "__module__", None) or ""
+    # a function defined in patchnb is keyed by its own module's import closure, so a run is shared by
+    # every notebook that asks for it, whatever else each notebook imported
+    modules = [home] if home == "patchnb" or home.startswith("patchnb.") else None
+    folder = runs_dir() / run_key(name, config, modules)
     path = folder / "cached.pt"
     if path.is_file() and not refresh:
         return load_checkpoint(path)["value"]

@@ -30,6 +30,26 @@ def test_cached_runs_once_per_config(tmp_cache):
     assert len(calls) == 2 and calls[0] != calls[1]
 
 
+def test_cached_run_of_a_patchnb_function_is_keyed_by_its_own_module(tmp_cache, monkeypatch):
+    """A run computed by patchnb code is shared by notebooks that loaded different patchnb modules;
+    code from outside patchnb (a notebook's lambda) is keyed by every loaded patchnb module."""
+    import sys
+    import types
+
+    def fn(run_dir):
+        return str(run_dir)
+
+    fn.__module__ = "patchnb.cluster"
+    first = book.cached("t", {}, fn)
+    monkeypatch.setitem(sys.modules, "patchnb.plots", types.ModuleType("patchnb.plots"))
+    assert book.cached("t", {}, fn) == first
+    assert first.endswith(book.run_key("t", {}, ["patchnb.cluster"]))
+    fn.__module__ = "__main__"
+    assert book.cached("t", {}, fn).endswith(book.run_key("t", {}))
+    fn.__module__ = "patchnb.study"  # another closure, another key
+    assert book.cached("t", {}, fn) != first
+
+
 def test_pm_format():
     assert book.pm(0.9123, 0.0031) == "91.2 ± 0.3"
 
