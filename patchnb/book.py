@@ -1,21 +1,19 @@
-"""What notebooks call: scale presets, parameter checks, cached runs and glued results.
+"""What notebooks call around a recipe: parameter checks, batch mode and glued results.
 
-Numbers in the book come from here: notebooks compute them, ``glue_text`` records them as
-pre-formatted strings (myst-nb ``glue``, ``display=False``), and pages cite them with
-``{glue:text}``. Expensive runs go through :func:`cached` ("load if cached, else run"), keyed by a
-hash of their config and the package's code version, so a dead kernel or a rebuild loses nothing.
+Numbers in the book come from executed code: a notebook runs one recipe of
+:mod:`patchnb.experiments`, and ``glue_text`` / ``glue_table`` / ``glue_figure`` record its numbers,
+tables and figures (myst-nb ``glue``) for the page's prose to cite with ``{glue:text}``. Under
+``patchnb run|book`` (``PATCHNB_BATCH=1``) glued values are only recorded; in JupyterLab they are
+also displayed, so a notebook run top to bottom shows its figures and tables.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import time
+import os
 from pathlib import Path
 
-from .data import cache_dir, check_choice
-from .track import code_version
-from .train import load_checkpoint, save_atomic
+from .checks import check_choice
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -36,8 +34,6 @@ def check_params(**params) -> None:
 def batch_mode() -> bool:
     """True when a notebook runs unattended (papermill via ``patchnb run|book``, or the tests):
     interactive widgets then stay inert so the executed page reads as a static essay."""
-    import os
-
     return os.environ.get("PATCHNB_BATCH", "0") == "1"
 
 
@@ -50,46 +46,7 @@ def preset(scale: str, **by_scale):
     return by_scale[scale]
 
 
-def run_key(name: str, config: dict, modules=None) -> str:
-    """Folder name of a cached run: its name, config and the version of the patchnb code it can use:
-    ``modules`` and what they import, or, without ``modules``, every patchnb module loaded in this
-    process."""
-    import sys
-
-    if modules is None:
-        modules = sorted(m for m in sys.modules if m == "patchnb" or m.startswith("patchnb."))
-    blob = json.dumps({"name": name, "config": config, "code": code_version(modules).split("+")[0]},
-                      sort_keys=True, default=repr)
-    return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
-
-
-def runs_dir() -> Path:
-    path = cache_dir() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def cached(name: str, config: dict, fn, refresh: bool = False):
-    """Return ``fn(run_dir)``'s result, computed once per (name, config, code version).
-
-    The key covers the code ``fn`` can run: its module's import closure when ``fn`` is defined in
-    patchnb, else every loaded patchnb module. ``fn`` receives its own run folder (for checkpoints,
-    so an interrupted run resumes) and returns any picklable object; it is stored atomically as
-    ``cached.pt`` with its wall-clock.
-    """
-    home = getattr(fn, "__module__", None) or ""
-    # a function defined in patchnb is keyed by its own module's import closure, so a run is shared by
-    # every notebook that asks for it, whatever else each notebook imported
-    modules = [home] if home == "patchnb" or home.startswith("patchnb.") else None
-    folder = runs_dir() / run_key(name, config, modules)
-    path = folder / "cached.pt"
-    if path.is_file() and not refresh:
-        return load_checkpoint(path)["value"]
-    folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    value = fn(folder)
-    save_atomic({"value": value, "config": config, "seconds": time.perf_counter() - t0}, path)
-    return value
+from .cache import cached  # noqa: E402,F401  (transitional alias for notebooks not yet on patchnb.experiments)
 
 
 def pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
@@ -98,9 +55,14 @@ def pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
 
 
 def glue_text(name: str, value) -> str:
-    """Glue ``value`` as text (a pre-formatted string) without displaying it; returns the string."""
+    """Glue ``value`` as text (a pre-formatted string); returns the string. Text is never displayed
+    by itself (the prose shows it)."""
     text = value if isinstance(value, str) else (f"{value:g}" if isinstance(value, float) else str(value))
-    _glue(name, text)
+    try:
+        from myst_nb import glue
+    except ImportError:
+        return text
+    glue(name, text, display=False)
     return text
 
 
@@ -123,7 +85,7 @@ def _glue(name, value) -> None:
         from myst_nb import glue
     except ImportError:  # outside the book toolchain: nothing to record
         return
-    glue(name, value, display=False)
+    glue(name, value, display=not batch_mode())
 
 
 def read_glued(notebook: str | Path) -> dict[str, str]:

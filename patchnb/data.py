@@ -30,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import check_choice  # noqa: F401  (re-exported: data-layer callers use it)
+
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -44,12 +46,6 @@ DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 class DataError(RuntimeError):
     """Missing, corrupt or inconsistent data; the message says what to do."""
-
-
-def check_choice(name: str, value, allowed) -> None:
-    """Raise ``ValueError`` naming the parameter and its allowed values."""
-    if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not supported; allowed values: {', '.join(map(repr, allowed))}")
 
 
 def cache_dir() -> Path:

@@ -6,48 +6,10 @@ from patchnb import book, cli, track
 from .conftest import ROOT
 
 
-def test_preset_and_params():
-    assert book.preset("cpu", smoke=1, cpu=2, paper=3) == 2
-    with pytest.raises(ValueError, match="scale='huge'.*'smoke', 'cpu', 'paper'"):
-        book.preset("huge", smoke=1, cpu=2, paper=3)
-    with pytest.raises(ValueError, match="missing"):
-        book.preset("cpu", smoke=1, cpu=2)
+def test_params():
     with pytest.raises(ValueError, match="seeds"):
         book.check_params(seeds=[])
     book.check_params(scale="smoke", seeds=[0, 1], device="cpu")
-
-
-def test_cached_runs_once_per_config(tmp_cache):
-    calls = []
-
-    def fn(run_dir):
-        calls.append(run_dir)
-        return {"x": len(calls)}
-
-    assert book.cached("t", {"a": 1}, fn) == {"x": 1}
-    assert book.cached("t", {"a": 1}, fn) == {"x": 1}
-    assert book.cached("t", {"a": 2}, fn) == {"x": 2}
-    assert len(calls) == 2 and calls[0] != calls[1]
-
-
-def test_cached_run_of_a_patchnb_function_is_keyed_by_its_own_module(tmp_cache, monkeypatch):
-    """A run computed by patchnb code is shared by notebooks that loaded different patchnb modules;
-    code from outside patchnb (a notebook's lambda) is keyed by every loaded patchnb module."""
-    import sys
-    import types
-
-    def fn(run_dir):
-        return str(run_dir)
-
-    fn.__module__ = "patchnb.cluster"
-    first = book.cached("t", {}, fn)
-    monkeypatch.setitem(sys.modules, "patchnb.plots", types.ModuleType("patchnb.plots"))
-    assert book.cached("t", {}, fn) == first
-    assert first.endswith(book.run_key("t", {}, ["patchnb.cluster"]))
-    fn.__module__ = "__main__"
-    assert book.cached("t", {}, fn).endswith(book.run_key("t", {}))
-    fn.__module__ = "patchnb.study"  # another closure, another key
-    assert book.cached("t", {}, fn) != first
 
 
 def test_pm_format():

@@ -28,3 +28,25 @@ def test_notebook_structure(path):
 
 def test_every_notebook_is_in_the_book():
     assert sorted(toc_notebooks(ROOT)) == sorted(p.stem for p in NOTEBOOKS)
+
+
+MAX_CELL = 1500  # characters of a code cell besides the parameters cell
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_holds_no_recipe(path):
+    """A notebook holds its parameters, one call into patchnb.experiments, display and page plots:
+    no function or class definitions, no long code cells (recipes live in the package)."""
+    import ast
+
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    for i, cell in enumerate(code):
+        src = "".join(cell["source"])
+        tree = ast.parse(src)
+        defs = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                                               ast.Lambda))]
+        assert not defs, f"code cell {i} defines {[getattr(d, 'name', 'lambda') for d in defs]}: move it to patchnb"
+        if i > 0:
+            assert len(src) <= MAX_CELL, f"code cell {i} has {len(src)} characters (> {MAX_CELL}): move code to patchnb"
+    assert any("patchnb.experiments" in "".join(c["source"]) for c in code), "no call into patchnb.experiments"
