@@ -281,7 +281,7 @@ def _scalars(d: dict) -> dict:
 
 def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
         run_dir: str | Path | None = None, name: str = "run", extra_config: dict | None = None,
-        progress: bool = True) -> TrainResult:
+        progress: bool = True, callbacks=()) -> TrainResult:
     """Train ``model`` with ``method`` (default :class:`Classification`) on ``splits.train``.
 
     After each epoch the model is scored on ``splits.val``; the best state (ties: earliest) is
@@ -294,7 +294,16 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     DistributedDataParallel (BatchNorm synchronised on GPUs), every process draws the same global
     batch and trains on its ``rank::world`` share, so gradients equal the single-process ones;
     only rank 0 writes checkpoints and records.
+
+    ``callbacks`` is a sequence of objects; each one that defines
+    ``on_epoch_end(epoch, model, history_row, run_dir)`` has it called on rank 0 after every
+    epoch's validation and checkpoint (so a callback may read or copy ``run_dir / "last.pt"``).
+    ``model`` is the unwrapped model in training mode, ``history_row`` the epoch's row of the
+    history (a dict: do not modify it) and ``run_dir`` a :class:`~pathlib.Path` or None. Epochs
+    skipped by a resume are not replayed; a callback must not change the model's parameters or
+    the random state if the run is to stay exactly resumable.
     """
+    hooks = [cb.on_epoch_end for cb in (callbacks or ()) if callable(getattr(cb, "on_epoch_end", None))]
     method = method or Classification()
     device = resolve_device(cfg.device)
     model.to(device)
@@ -388,6 +397,9 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
                          "history": history, "run_id": tracker.id, "bad_epochs": bad_epochs,
                          "train_seconds": train_seconds, "images_seen": images_seen,
                          "fingerprint": fingerprint}, run_dir / "last.pt")
+        if rank == 0:
+            for hook in hooks:
+                hook(epoch, model, row, run_dir)
         if stop:
             break
 

@@ -150,3 +150,19 @@ def test_optimizers_lower_the_loss(splits, opt):
     r = train.fit(tiny_model(), splits, train.TrainConfig(epochs=3, batch_size=32, lr=lr, optimizer=opt,
                                                           schedule="constant"), progress=False)
     assert r.history[-1]["loss"] < r.history[0]["loss"]
+
+
+def test_callbacks_run_after_each_epoch_and_checkpoint(splits, tmp_path):
+    seen = []
+
+    class Recorder:
+        def on_epoch_end(self, epoch, model, row, run_dir):
+            ck = train.load_checkpoint(run_dir / "last.pt")
+            seen.append((epoch, row["epoch"], ck["epoch"], model.training, run_dir))
+
+    class NoHook:  # a callback without on_epoch_end is allowed and ignored
+        pass
+
+    train.fit(tiny_model(), splits, train.TrainConfig(**CFG), run_dir=tmp_path, progress=False,
+              callbacks=[Recorder(), NoHook()])
+    assert seen == [(e, e, e, True, tmp_path) for e in range(3)]
