@@ -4,8 +4,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Tests never touch the user's cache; notebooks executed by the tests inherit this too.
-os.environ.setdefault("PATCHNB_CACHE", str(ROOT / ".patchnb" / "test-cache"))
+# Tests never touch the user's cache, executed notebooks or built book (.patchnb/, book/nb/, _build/):
+# everything they make lives under .test-build/. Notebooks executed by the tests inherit this too.
+TEST_BUILD = ROOT / ".test-build"
+os.environ.setdefault("PATCHNB_CACHE", str(TEST_BUILD / "cache"))
+os.environ.setdefault("PATCHNB_EXECUTED", str(TEST_BUILD / "executed"))
 os.environ.setdefault("WANDB_MODE", "offline")
 
 

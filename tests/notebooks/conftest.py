@@ -4,7 +4,7 @@
 import pytest
 
 from patchnb.book import read_glued
-from patchnb.cli import STATE_DIR, execute_cached
+from patchnb.build import execute_cached, state_dir
 
 from ..conftest import ROOT
 
@@ -17,7 +17,7 @@ def glued():
     def run(name: str) -> dict:
         if name not in done:
             execute_cached(name, "smoke", ROOT)
-            done[name] = read_glued(ROOT / STATE_DIR / "smoke" / f"{name}.ipynb")
+            done[name] = read_glued(state_dir(ROOT) / "smoke" / f"{name}.ipynb")
         return done[name]
 
     return run
