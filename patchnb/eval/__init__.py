@@ -30,11 +30,13 @@ from .geometry import (
 )
 from .knn import KNNResult, knn_classifier, knn_classify
 from .probe import ProbeResult, classification_metrics, confusion_matrix, linear_probe
+from .protocol import FeatureMap, evaluate_encoder
 from .sweep import SweepError, SweepResult, find_checkpoints, sweep_checkpoints
 
 __all__ = [
     "BackboneError", "KNNResult", "ProbeResult", "SweepError", "SweepResult", "alignment_uniformity",
-    "cached_features", "classification_metrics", "confusion_figure", "confusion_matrix", "features",
+    "FeatureMap", "cached_features", "classification_metrics", "confusion_figure", "confusion_matrix",
+    "evaluate_encoder", "features",
     "find_checkpoints", "kernel_figure", "knn_classifier", "knn_classify", "linear_probe", "load_backbone",
     "load_projections", "query_figure", "rotation_test", "save_backbone", "save_projections", "sweep_checkpoints",
 ]
