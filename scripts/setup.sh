@@ -21,12 +21,15 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch, torchvision, faiss, jupyter_book, papermill" 2>/dev/null \
-   || ! .venv/bin/python -c "import patchnb" 2>/dev/null; then
+# (re)install when anything is missing or pyproject.toml changed since the last install
+STAMP=.venv/.patchnb-installed
+if ! .venv/bin/python -c "import torch, torchvision, faiss, jupyter_book, papermill, patchnb" 2>/dev/null \
+   || [ ! -f "$STAMP" ] || [ pyproject.toml -nt "$STAMP" ]; then
   echo "[setup] pip install (torch 2.14.1 / torchvision 0.29.1, then patchnb[dev])"
   .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+  touch "$STAMP"
 fi
 .venv/bin/python -c "import torch, torchvision, faiss, jupyter_book, papermill, patchnb" \
   || { echo "[setup] the install failed: see pip's messages above"; exit 1; }
