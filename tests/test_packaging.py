@@ -1,6 +1,5 @@
 """pyproject.toml (pip) and environment.yml (conda) describe the same dependencies, in the same order."""
 import tomllib
-
 import yaml
 
 from .conftest import ROOT
