@@ -3,7 +3,7 @@
 SCALE ?= cpu
 JOBS ?= 1
 
-.PHONY: setup book test lint strip clean
+.PHONY: setup book test lab lint strip clean
 setup:
 	bash scripts/setup.sh
 
@@ -12,6 +12,9 @@ book: setup
 
 test: setup
 	.venv/bin/python -m pytest -q -ra tests
+
+lab: setup
+	.venv/bin/jupyter lab --notebook-dir=notebooks
 
 lint:
 	.venv/bin/ruff check patchnb tests benchmarks
