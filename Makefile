@@ -23,4 +23,4 @@ strip:
 	.venv/bin/nbstripout notebooks/*.ipynb
 
 clean:
-	rm -rf _build book/nb .patchnb
+	rm -rf _build .patchnb

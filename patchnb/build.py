@@ -10,8 +10,11 @@
   that would leave a page of another scale in the output rebuilds every page. The build records each
   page's scale, parameters and content hash in ``_build/html/patchnb-pages.json``.
 
-Executed notebooks are kept under ``.patchnb/executed/<scale>/`` (``$PATCHNB_EXECUTED`` moves it; the
-tests point it, and the book sources, at a copy of the tree so they never touch the user's build).
+Executed notebooks are kept under ``.patchnb/executed/<scale>/`` (``$PATCHNB_EXECUTED`` moves it). The
+HTML is built from a separate tree, ``.patchnb/site/``: the book's sources (``_config.yml``, ``_toc.yml``,
+``book/``) and the executed notebooks under ``notebooks/``, the same paths as the sources in the
+repository (so a page's launch and source buttons open its source notebook); the HTML lands in
+``_build/html``. The tests build into their own folder and never touch the user's build.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ from .track import code_version, notebook_modules
 
 SCALES = ("smoke", "cpu", "paper")
 SOURCE_DIR = "notebooks"
-EXECUTED_DIR = Path("book") / "nb"  # where _toc.yml points; build products, not committed
 STATE_DIR = Path(".patchnb") / "executed"
+SITE_DIR = Path(".patchnb") / "site"  # the tree the HTML is built from
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")  # what a copy of the tree needs to build the HTML
 PAGES_RECORD = "patchnb-pages.json"
 
@@ -59,14 +62,14 @@ def state_dir(root: Path) -> Path:
 
 
 def toc_notebooks(root: Path) -> list[str]:
-    """Names of the notebooks the book's _toc.yml lists (entries ``book/nb/<name>``)."""
+    """Names of the notebooks the book's _toc.yml lists (entries ``notebooks/<name>``)."""
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     names = []
 
     def walk(node):
         if isinstance(node, dict):
             f = node.get("file") or node.get("root")
-            if isinstance(f, str) and f.startswith(EXECUTED_DIR.as_posix() + "/"):
+            if isinstance(f, str) and f.startswith(SOURCE_DIR + "/"):
                 names.append(f.split("/")[-1].removesuffix(".ipynb"))
             for v in node.values():
                 walk(v)
@@ -77,7 +80,7 @@ def toc_notebooks(root: Path) -> list[str]:
     walk(toc)
     for n in names:
         if not (root / SOURCE_DIR / f"{n}.ipynb").is_file():
-            raise SystemExit(f"patchnb: _toc.yml lists {EXECUTED_DIR}/{n} but {SOURCE_DIR}/{n}.ipynb does not exist")
+            raise SystemExit(f"patchnb: _toc.yml lists {SOURCE_DIR}/{n} but {SOURCE_DIR}/{n}.ipynb does not exist")
     return names
 
 
@@ -224,12 +227,13 @@ def _eta(names: list[str], done: set[str], last: dict[str, float]) -> str:
 
 
 def build_book(scale: str, jobs: int = 1, root: Path | None = None, force: bool = False,
-               extra: dict | None = None, html: bool = True, site: Path | None = None) -> dict[str, float]:
-    """Execute the book's notebooks at ``scale`` and build the HTML; returns seconds per notebook
-    (0 for notebooks whose cached execution is current).
+               extra: dict | None = None, html: bool = True, site: Path | None = None,
+               output: Path | None = None) -> dict[str, float]:
+    """Execute the book's notebooks at ``scale`` and build the HTML into ``<output>/_build/html``;
+    returns seconds per notebook (0 for notebooks whose cached execution is current).
 
     ``extra``: parameters for every notebook that has them (a name no notebook has is an error).
-    ``site``: build the HTML in this copy of the book sources instead of ``root`` (the tests do)."""
+    ``site``: the build tree (default ``<root>/.patchnb/site``); ``output``: default ``root``."""
     check_choice("scale", scale, SCALES)
     root = root or repo_root()
     names = toc_notebooks(root)
@@ -254,24 +258,25 @@ def build_book(scale: str, jobs: int = 1, root: Path | None = None, force: bool 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         timings = dict(pool.map(one, names))
     timings_path.write_text(json.dumps({n: timings[n] or last.get(n, 0.0) for n in names}, indent=1))
-    site = Path(site) if site else root
-    if site != root:
-        _copy_sources(root, site)
-    pages, changed = _place_pages(state, names, site / EXECUTED_DIR)
+    site = Path(site) if site else root / SITE_DIR
+    _copy_sources(root, site)
+    pages, changed = _place_pages(state, names, site / SOURCE_DIR)
     if html:
-        _build_html(site, scale, pages, changed)
+        _build_html(site, Path(output) if output else root, scale, pages, changed)
     return timings
 
 
 def _copy_sources(root: Path, site: Path) -> None:
-    """The book's own sources (config, toc, book/ without executed pages) copied into ``site``."""
-    site.mkdir(parents=True, exist_ok=True)
+    """The book's own sources (config, toc, book/) copied into ``site``, each file only when its content
+    changed (so Sphinx sees unchanged files as unchanged)."""
     for rel in BOOK_SOURCES:
-        src, dst = root / rel, site / rel
-        if src.is_dir():
-            shutil.copytree(src, dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("nb"))
-        else:
-            shutil.copy2(src, dst)
+        src = root / rel
+        files = [p for p in src.rglob("*") if p.is_file()] if src.is_dir() else [src]
+        for f in files:
+            dst = site / f.relative_to(root)
+            if not dst.is_file() or dst.read_bytes() != f.read_bytes():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, dst)
 
 
 def _sha(path: Path) -> str:
@@ -297,8 +302,8 @@ def _place_pages(state: Path, names: list[str], target: Path) -> tuple[dict[str,
     return pages, changed
 
 
-def _build_html(site: Path, scale: str, pages: dict[str, dict], changed: bool) -> None:
-    out = site / "_build" / "html"
+def _build_html(site: Path, output: Path, scale: str, pages: dict[str, dict], changed: bool) -> None:
+    out = output / "_build" / "html"
     record_path = out / PAGES_RECORD
     record = json.loads(record_path.read_text()) if record_path.is_file() else None
     # Rebuild every page when any executed page changed or the output is of an unknown build: Sphinx's
@@ -307,7 +312,7 @@ def _build_html(site: Path, scale: str, pages: dict[str, dict], changed: bool) -
     full = changed or record is None or record != pages
     exe = Path(sys.executable).with_name("jupyter-book")
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "jupyter_book"]
-    cmd += ["build", str(site), "-W", "-n", "--keep-going"] + (["--all"] if full else [])
+    cmd += ["build", str(site), "--path-output", str(output), "-W", "-n", "--keep-going"] + (["--all"] if full else [])
     print("[book]", " ".join(cmd), flush=True)
     record_path.unlink(missing_ok=True)  # a failed build leaves no record: the next one is full
     subprocess.run(cmd, cwd=site, check=True)

@@ -25,7 +25,6 @@ from pathlib import Path
 import yaml
 
 from .build import (  # noqa: F401  (re-exported: the tests and scripts use them from here)
-    EXECUTED_DIR,
     SCALES,
     SOURCE_DIR,
     STATE_DIR,
