@@ -3,7 +3,7 @@
 SCALE ?= cpu
 JOBS ?= 1
 
-.PHONY: setup book test lab lint strip clean
+.PHONY: setup book test lab publish lint strip clean
 setup:
 	bash scripts/setup.sh
 
@@ -12,6 +12,11 @@ book: setup
 
 test: setup
 	.venv/bin/python -m pytest -q -ra tests
+
+# REMOTE: a git remote name or URL (default origin); the HTML lands on its gh-pages branch
+REMOTE ?= origin
+publish: book
+	.venv/bin/patchnb publish --remote $(REMOTE)
 
 lab: setup
 	.venv/bin/jupyter lab --notebook-dir=notebooks

@@ -37,6 +37,7 @@ from .build import (  # noqa: F401  (re-exported: the tests and scripts use them
     repo_root,
     toc_notebooks,
 )
+from .publish import PublishError
 
 
 def _parameters(pairs, path) -> dict:
@@ -93,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter for every notebook that has it (YAML value), e.g. -p seeds '[0, 1, 2]'")
     b.add_argument("--device", default="auto", help="device parameter of every notebook: auto (default), cpu, cuda")
+    pu = sub.add_parser("publish", help="push the built HTML to the gh-pages branch of a git remote (ghp-import)")
+    pu.add_argument("--html", default="_build/html", help="the built book (default: _build/html)")
+    pu.add_argument("--remote", default="origin", help="git remote name or URL/path (default: origin)")
+    pu.add_argument("--branch", default="gh-pages")
+    pu.add_argument("--repo", default=".", help="the git checkout to publish from (default: .)")
     sub.add_parser("train", help="train a patch-based network or baseline (`patchnb train --help`)")
     sub.add_parser("sweep-checkpoints", help="linear head on every checkpoint (see its --help)")
     be = sub.add_parser("bench", help="run benchmarks/NAME.py")
@@ -101,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return _run(args)
-    except (ParameterError, ValueError) as e:  # configuration errors: one line, exit 2 (as argparse does)
+    except (ParameterError, ValueError, PublishError) as e:  # configuration errors: one line, exit 2 (as argparse does)
         print(f"patchnb {args.cmd}: error: {e}", file=sys.stderr)
         return 2
 
@@ -124,6 +130,10 @@ def _run(args) -> int:
         timings = build_book(args.scale, args.jobs, force=args.force, html=not args.no_html, extra=extra)
         for name, s in timings.items():
             print(f"{name:40s} {s:8.1f} s")
+    elif args.cmd == "publish":
+        from .publish import publish
+
+        print(publish(args.html, remote=args.remote, branch=args.branch, repo=args.repo))
     elif args.cmd == "bench":
         script = repo_root() / "benchmarks" / f"{args.name}.py"
         if not script.is_file():
