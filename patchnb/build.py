@@ -150,6 +150,7 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial.ipynb")
+    before = os.environ.get("PATCHNB_BATCH")
     os.environ["PATCHNB_BATCH"] = "1"  # inherited by the kernel: widgets stay inert, glue only records
     t0 = time.perf_counter()
     try:
@@ -160,6 +161,11 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output:
         if partial.exists():
             os.replace(partial, failed)
         raise RuntimeError(f"{source} failed ({type(e).__name__}); the partial output is {failed}:\n{e}") from e
+    finally:
+        if before is None:
+            os.environ.pop("PATCHNB_BATCH", None)
+        else:
+            os.environ["PATCHNB_BATCH"] = before
     seconds = time.perf_counter() - t0
     _finish_executed(partial, parameters, seconds)
     os.replace(partial, output)
