@@ -10,7 +10,8 @@ setup:
 book: setup
 	.venv/bin/patchnb book --scale $(SCALE) --jobs $(JOBS)
 
-test: setup
+test:
+	bash scripts/setup.sh --test
 	.venv/bin/python -m pytest -q -ra tests
 
 # REMOTE: a git remote name or URL (default origin); the HTML lands on its gh-pages branch

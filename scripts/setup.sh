@@ -17,6 +17,19 @@ if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z
   fi
 fi
 
+# `setup.sh --test` (make test): the system services the tests drive for real: Debian's Chromium (browser
+# tests, through Playwright; no browser download) and a single-node Slurm (slurm-wlm + munge)
+if [ "${1:-}" = "--test" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  missing=""
+  command -v chromium >/dev/null || missing="$missing chromium"
+  command -v slurmctld >/dev/null || missing="$missing slurm-wlm"
+  command -v munged >/dev/null || missing="$missing munge"
+  if [ -n "$missing" ]; then
+    echo "[setup] apt-get install$missing"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv"
   "$PY" -m venv .venv
