@@ -10,19 +10,11 @@ import torch
 from PIL import Image
 
 from patchnb.data import load_splits, make_synthetic
-from patchnb.eval import sweep_checkpoints
-from patchnb.ssl import Augment, ResNet18, SupCon
+from patchnb.eval import evaluate_representation, sweep_checkpoints
+from patchnb.metrics import circle_projection, vmf_concentration
+from patchnb.ssl import Augment, Checkpointing, ResNet18, SupCon, checkpoint_meta, pretrain_with_checkpoints
 from patchnb.ssl.augment import normalize
-from patchnb.ssl.emp import (
-    Checkpointing,
-    EMPSSLAveraged,
-    checkpoint_meta,
-    circle_projection,
-    evaluate_representation,
-    patch_averaged_features,
-    pretrain_with_checkpoints,
-    vmf_concentration,
-)
+from patchnb.ssl.emp import EMPSSLAveraged, patch_averaged_features
 from patchnb.train import TrainConfig
 
 

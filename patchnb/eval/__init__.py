@@ -1,6 +1,6 @@
 """Evaluation of frozen representations: features (+ disk cache), the backbone loader, linear probe,
-weighted kNN, alignment / uniformity, rotation test, diagnostic figures, saved projections and the
-checkpoint sweep.
+weighted kNN (:mod:`patchnb.metrics`, re-exported), alignment / uniformity, rotation test, diagnostic
+figures, saved projections and the checkpoint sweep.
 
 Offline evaluation of a saved checkpoint (features computed once, then read from the cache)::
 
@@ -18,6 +18,7 @@ Offline evaluation of a saved checkpoint (features computed once, then read from
 Every checkpoint of a run folder: :func:`sweep_checkpoints` or ``patchnb sweep-checkpoints RUN_DIR``.
 """
 
+from ..metrics import KNNResult, knn_classifier, knn_classify
 from .features import BackboneError, cached_features, features, load_backbone, save_backbone
 from .geometry import (
     alignment_uniformity,
@@ -28,15 +29,15 @@ from .geometry import (
     rotation_test,
     save_projections,
 )
-from .knn import KNNResult, knn_classifier, knn_classify
 from .probe import ProbeResult, classification_metrics, confusion_matrix, linear_probe
 from .protocol import FeatureMap, evaluate_encoder
+from .representation import evaluate_representation
 from .sweep import SweepError, SweepResult, find_checkpoints, sweep_checkpoints
 
 __all__ = [
-    "BackboneError", "KNNResult", "ProbeResult", "SweepError", "SweepResult", "alignment_uniformity",
-    "FeatureMap", "cached_features", "classification_metrics", "confusion_figure", "confusion_matrix",
-    "evaluate_encoder", "features",
-    "find_checkpoints", "kernel_figure", "knn_classifier", "knn_classify", "linear_probe", "load_backbone",
-    "load_projections", "query_figure", "rotation_test", "save_backbone", "save_projections", "sweep_checkpoints",
+    "alignment_uniformity", "BackboneError", "cached_features", "classification_metrics", "confusion_figure",
+    "confusion_matrix", "evaluate_encoder", "evaluate_representation", "FeatureMap", "features", "find_checkpoints",
+    "kernel_figure", "knn_classifier", "knn_classify", "KNNResult", "linear_probe", "load_backbone",
+    "load_projections", "ProbeResult", "query_figure", "rotation_test", "save_backbone",
+    "save_projections", "sweep_checkpoints", "SweepError", "SweepResult",
 ]

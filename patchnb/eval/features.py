@@ -5,8 +5,9 @@
 * :func:`cached_features` stores those features on disk under a key built from a checkpoint path (its
   content hash) or a name, plus the data and normalisation, so kNN / linear probes can be rerun offline
   on a saved checkpoint without the encoder ever running again.
-* :func:`save_backbone` / :func:`load_backbone`: backbone weights saved apart from heads. ``load_backbone``
-  is the one documented loader; see its docstring for the accepted formats.
+* :func:`load_backbone`: the one documented loader of backbone weights saved apart from heads (by
+  :func:`patchnb.ssl.save_backbone`, re-exported here, or by third-party code); see its docstring for the
+  accepted formats.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from ..data import ImageData, Splits, cache_dir, iterate_batches
+from ..ssl.checkpoints import save_backbone  # noqa: F401  (the writer; patchnb.eval re-exports it)
 from ..train import CheckpointError, load_checkpoint, resolve_device, save_atomic
 
 #: keys under which a checkpoint dict may hold the weights, in the order they are looked for
@@ -121,20 +123,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 
-def save_backbone(model: nn.Module, path: str | Path, meta: Mapping | None = None) -> Path:
-    """Save the backbone's weights apart from any head, atomically (:func:`patchnb.train.save_atomic`).
-
-    A model with a ``backbone`` sub-module (e.g. :class:`patchnb.ssl.SSLModel`) has only that part
-    saved; any other module is saved whole. DDP/DataParallel wrappers are unwrapped. The file holds
-    ``{"backbone": state_dict, "meta": meta}``; read it back with :func:`load_backbone`.
-    """
-    model = _unwrap(model)
-    backbone = model.backbone if isinstance(getattr(model, "backbone", None), nn.Module) else model
-    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
-    save_atomic({"backbone": state, "meta": dict(meta or {})}, path)
-    return Path(path)
-
-
 def _is_state_dict(d) -> bool:
     return isinstance(d, Mapping) and len(d) > 0 and all(isinstance(k, str) and torch.is_tensor(v)
                                                          for k, v in d.items())
@@ -178,8 +166,9 @@ def load_backbone(path: str | Path, model: nn.Module | None = None) -> nn.Module
     """Load backbone weights saved apart from heads (the ONE loader of the project).
 
     Accepted files (``torch.save``): a plain ``state_dict``; or a checkpoint dict holding one under
-    ``"backbone"``, ``"state_dict"``, ``"model"`` or ``"encoder"`` (looked up in that order; a whole
-    pickled module is accepted too), which covers :func:`save_backbone`, :func:`patchnb.train.fit`'s
+    ``"backbone"``, ``"state_dict"``, ``"model"`` or ``"encoder"`` (looked up in that order; files
+    are read with ``weights_only=True``, so a pickled module or any other object is refused and no
+    code runs from the file), which covers :func:`save_backbone`, :func:`patchnb.train.fit`'s
     ``last.pt`` / ``result.pt`` and most third-party checkpoints. Prefixes are stripped: ``module.``
     (DataParallel/DDP) always; ``backbone.`` when the backbone part is wanted, in which case the
     other entries (projection head, momentum encoder, queue, classifier) are dropped.

@@ -2,7 +2,7 @@
 queries, saved projections, first-layer kernels and confusion matrices (patchwork's diagnostics,
 seed 002).
 
-The alignment and uniformity *losses* live in :mod:`patchnb.ssl.losses` (Wang & Isola 2020, squared
+The alignment and uniformity *losses* live in :mod:`patchnb.losses` (Wang & Isola 2020, squared
 distances, no self-pairs); :func:`alignment_uniformity` evaluates them on held-out images.
 """
 
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageData, Splits, random_crop_flip
+from ..losses import alignment, uniformity
 from .features import _device_of, features
 from .probe import linear_probe
 
@@ -37,8 +38,6 @@ def alignment_uniformity(encoder: nn.Module, data: ImageData, splits: Splits,
 
     Lower is better for both. Returns ``{"alignment", "uniformity", "n"}``.
     """
-    from ..ssl.losses import alignment, uniformity
-
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     g = torch.Generator().manual_seed(seed)

@@ -8,7 +8,7 @@ gradients; :func:`patchnb.eval.features.features`) and reports
   standardised features, its L2 strength chosen on validation accuracy, the chosen head scored once on
   test (accuracy, macro precision / recall / F1, confusion matrix) -- the protocol of Chen et al. 2020
   (SimCLR, sec. B.6) and Kolesnikov et al. 2019;
-* the **weighted kNN** classifier of Wu et al. (CVPR 2018, sec. 3.4; :func:`patchnb.eval.knn.knn_classify`)
+* the **weighted kNN** classifier of Wu et al. (CVPR 2018, sec. 3.4; :func:`patchnb.metrics.knn_classify`)
   with the training features as the bank, on val and test (``k = 20``, temperature ``0.07``);
 * **alignment and uniformity** of Wang & Isola (ICML 2020, arXiv:2005.10242, sec. 4.1;
   :func:`patchnb.eval.geometry.alignment_uniformity`) on up to ``n_geometry`` held-out test images
@@ -30,9 +30,9 @@ from torch import nn
 
 from ..checks import check_float, check_int
 from ..data import ImageData, Splits
+from ..metrics import knn_classify
 from .features import features
 from .geometry import alignment_uniformity
-from .knn import knn_classify
 from .probe import WEIGHT_DECAYS, linear_probe
 
 #: the kNN settings of the protocol (Wu et al. 2018; DINO's ``eval_knn``)

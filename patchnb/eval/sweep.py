@@ -31,10 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import ImageData, Splits
+from ..data import ImageData, Splits, load_splits
+from ..ssl.backbones import ResNet18
 from .features import BackboneError, cached_features, features, load_backbone
 from .probe import WEIGHT_DECAYS, linear_probe
 
@@ -101,7 +103,7 @@ class SweepResult:
 
     def table(self):
         """Per-checkpoint validation results as a pandas DataFrame (one row per checkpoint)."""
-        import pandas as pd
+        import pandas as pd  # a heavy import, needed only for the tables
 
         return pd.DataFrame([{"checkpoint": r["checkpoint"], "epoch": r.get("epoch"), "status": r["status"],
                               "val_accuracy": r.get("val_accuracy"), "weight_decay": r.get("weight_decay")}
@@ -109,7 +111,7 @@ class SweepResult:
 
     def test_table(self):
         """The seed-001 table: accuracy, macro precision, recall, F1 on test of the selected checkpoint."""
-        import pandas as pd
+        import pandas as pd  # a heavy import, needed only for the tables
 
         return pd.DataFrame([{"checkpoint": self.best, "epoch": self.best_epoch,
                               **{k: self.test[k] for k in ("accuracy", "precision", "recall", "f1")}}])
@@ -213,8 +215,6 @@ def build_encoder_from(arch: str, in_channels: int, width: int = 16,
     ``8 * width``) or ``package.module:callable`` (called with ``kwargs``)."""
     kwargs = dict(kwargs or {})
     if arch == "resnet18":
-        from ..ssl.backbones import ResNet18
-
         return lambda: ResNet18(in_channels, width, **kwargs)
     if ":" not in arch:
         raise ValueError(f"arch must be 'resnet18' or 'package.module:callable', got {arch!r}")
@@ -254,10 +254,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """``patchnb sweep-checkpoints RUN_DIR [options]`` (``argv`` without the sub-command word); prints the
     per-checkpoint validation table and the test metrics of the selected checkpoint; returns the exit code."""
-    import yaml
-
-    from ..data import load_splits
-
     args = _parser().parse_args(argv)
     splits = load_splits(args.dataset, root=args.data_root, val_fraction=args.val_fraction,
                          train_size=args.train_size, val_size=args.val_size, test_size=args.test_size,

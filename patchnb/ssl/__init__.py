@@ -1,14 +1,9 @@
-"""Self-supervised learning: losses (pure functions, one per file), the shared augmentation, a
-narrow ResNet-18 backbone with projection head, and methods for :func:`patchnb.train.fit`."""
+"""Self-supervised learning: methods for :func:`patchnb.train.fit` (SimCLR, MoCo v2, HCL, SupCon, EMP-SSL,
+DeepCluster, DetCon, Context Encoder), the shared augmentation, the projection head, their YAML configs
+and per-epoch backbone checkpoints. The losses they use live in :mod:`patchnb.losses` and are
+re-exported here."""
 
-from .augment import Augment, normalize
-from .backbones import ProjectionHead, ResNet18
-from .config import MethodConfigError, available_configs, load_method_config, read_method_config
-from .context_encoder import ContextEncoder
-from .deepcluster import DeepCluster
-from .detcon import DetCon, segment_masks
-from .knn import knn_accuracy
-from .losses import (
+from ..losses import (
     alignment,
     emp_ssl_loss,
     eqco_margin,
@@ -20,12 +15,20 @@ from .losses import (
     total_coding_rate,
     uniformity,
 )
+from .augment import Augment, normalize
+from .backbones import ProjectionHead, ResNet18
+from .checkpoints import Checkpointing, checkpoint_meta, pretrain_with_checkpoints, save_backbone
+from .config import MethodConfigError, available_configs, load_method_config, read_method_config
+from .context_encoder import ContextEncoder
+from .deepcluster import DeepCluster
+from .detcon import DetCon, segment_masks
+from .knn import knn_accuracy
 from .methods import EMPSSL, HCL, METHODS, MoCoV2, SimCLR, SSLModel, SupCon, make_model
 
 __all__ = [
-    "Augment", "ContextEncoder", "MethodConfigError", "available_configs", "load_method_config",
-    "read_method_config", "DeepCluster", "DetCon", "EMPSSL", "HCL", "METHODS", "MoCoV2", "ProjectionHead",
-    "ResNet18", "SSLModel", "SimCLR", "SupCon", "alignment", "emp_ssl_loss", "eqco_margin", "hcl", "knn_accuracy",
-    "make_model", "mochi_negatives", "moco_infonce", "normalize", "nt_xent", "segment_masks", "supcon",
-    "total_coding_rate", "uniformity",
+    "alignment", "Augment", "available_configs", "checkpoint_meta", "Checkpointing", "ContextEncoder",
+    "DeepCluster", "DetCon", "emp_ssl_loss", "EMPSSL", "eqco_margin", "HCL", "hcl", "knn_accuracy",
+    "load_method_config", "make_model", "MethodConfigError", "METHODS", "mochi_negatives", "moco_infonce", "MoCoV2",
+    "normalize", "nt_xent", "pretrain_with_checkpoints", "ProjectionHead", "read_method_config", "ResNet18",
+    "save_backbone", "segment_masks", "SimCLR", "SSLModel", "SupCon", "supcon", "total_coding_rate", "uniformity",
 ]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from ..train import TrainConfig
 from .augment import Augment
 from .methods import METHODS
 
@@ -55,8 +56,6 @@ def _fields(cls) -> set[str]:
 
 def read_method_config(name_or_path: str | Path) -> dict:
     """The validated config as a plain dict (sections ``method``, ``paper``, ``params``, ``augment``, ``train``)."""
-    from ..train import TrainConfig
-
     path = _resolve(name_or_path)
     try:
         raw = yaml.safe_load(path.read_text())

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..losses import hcl
 from .augment import normalize
-from .losses import hcl
 from .methods import METHODS, _device, _Method, _unwrap
 
 
@@ -30,7 +30,7 @@ def segment_masks(images: torch.Tensor, num_samples: int, mean_scale: float, gen
                   ) -> torch.Tensor:
     """Felzenszwalb segments of uint8 ``images`` (B, C, H, W) -> (B, num_samples, H, W) float masks,
     sampled by area (``mean_scale = 0``: a square grid of ``num_samples`` cells instead)."""
-    from skimage.segmentation import felzenszwalb
+    from skimage.segmentation import felzenszwalb  # scikit-image is a heavy import only DetCon needs
 
     b, _, h, w = images.shape
     out = torch.zeros(b, num_samples, h, w)

@@ -4,7 +4,7 @@ SupCon and EMP-SSL.
 Each method is a small dataclass with ``name``, ``step(model, images, labels, splits, generator)``
 and ``evaluate(model, data, splits)`` (the loop's method protocol). It plugs an :class:`SSLModel`
 (backbone + projection head, plus a momentum encoder and a queue for MoCo), a loss from
-:mod:`patchnb.ssl.losses` and the shared :class:`~patchnb.ssl.augment.Augment`. ``evaluate``
+:mod:`patchnb.losses` and the shared :class:`~patchnb.ssl.augment.Augment`. ``evaluate``
 scores the *backbone* features by weighted kNN accuracy (k = 20, temperature 0.07) against a
 fixed subset of the training split as the bank; the projection head is not used for evaluation.
 
@@ -22,10 +22,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..losses import (
+    alignment,
+    emp_ssl_loss,
+    eqco_margin,
+    hcl,
+    mochi_negatives,
+    moco_infonce,
+    nt_xent,
+    supcon,
+    uniformity,
+)
 from .augment import Augment, normalize
 from .backbones import ProjectionHead, ResNet18
 from .knn import knn_accuracy
-from .losses import alignment, emp_ssl_loss, eqco_margin, hcl, mochi_negatives, moco_infonce, nt_xent, supcon
 
 
 class SSLModel(nn.Module):
@@ -128,8 +138,6 @@ class _Method:
 
 
 def _geometry(z1: torch.Tensor, z2: torch.Tensor) -> dict:
-    from .losses import uniformity
-
     with torch.no_grad():
         a, b = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
         return {"alignment": float(alignment(a, b)), "uniformity": float(uniformity(a))}

@@ -1,4 +1,8 @@
-"""Self-supervised losses: pure functions of tensors, one concept per file."""
+"""Self-supervised losses: pure functions of tensors, one concept per file.
+
+The losses/metrics layer of the package (below the methods of :mod:`patchnb.ssl`, which plug them into
+training, and :mod:`patchnb.eval`, which reports alignment and uniformity of trained encoders); they
+import nothing from patchnb. ``patchnb.ssl`` re-exports every name."""
 
 from .align_uniform import alignment, uniformity
 from .coding_rate import emp_ssl_loss, total_coding_rate

@@ -1,4 +1,7 @@
-"""Weighted k-nearest-neighbour classifier on frozen features (chunked, bounded memory)."""
+"""Weighted k-nearest-neighbour classifier on frozen features (chunked, bounded memory).
+
+One implementation for both users: the SSL methods' per-epoch validation score
+(:func:`patchnb.ssl.knn_accuracy`) and the reported kNN accuracy of :mod:`patchnb.eval`."""
 
 from __future__ import annotations
 
