@@ -150,8 +150,9 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial.ipynb")
-    before = os.environ.get("PATCHNB_BATCH")
+    before = {k: os.environ.get(k) for k in ("PATCHNB_BATCH", "PATCHNB_NOTEBOOK")}
     os.environ["PATCHNB_BATCH"] = "1"  # inherited by the kernel: widgets stay inert, glue only records
+    os.environ["PATCHNB_NOTEBOOK"] = source.stem  # the wandb group of the notebook's runs
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(partial), parameters=parameters, cwd=str(cwd), kernel_name="python3",
@@ -162,10 +163,11 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output:
             os.replace(partial, failed)
         raise RuntimeError(f"{source} failed ({type(e).__name__}); the partial output is {failed}:\n{e}") from e
     finally:
-        if before is None:
-            os.environ.pop("PATCHNB_BATCH", None)
-        else:
-            os.environ["PATCHNB_BATCH"] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     seconds = time.perf_counter() - t0
     _finish_executed(partial, parameters, seconds)
     os.replace(partial, output)

@@ -1,6 +1,7 @@
 """Run records: always a local YAML file (config, code version, metrics, timings); wandb too when
-installed and wanted (``PATCHNB_WANDB=1`` or ``wandb=True``), offline unless WANDB_MODE says otherwise.
-wandb is never required."""
+wanted (``PATCHNB_WANDB=1`` or ``wandb=True``), offline unless WANDB_MODE says otherwise, with the runs
+of one notebook in one wandb group. wandb is installed with patchnb but never required: asked for
+without it, a warning says so once."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import platform
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -133,7 +136,18 @@ def _plain(value):
     return repr(value)
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _WARNED:
+        _WARNED.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
 def wandb_wanted(flag: bool | None = None) -> bool:
+    """Whether runs log to wandb: ``flag``, else ``PATCHNB_WANDB=1``. Asked for without wandb installed,
+    it warns once and the run keeps its local record only."""
     if flag is None:
         flag = os.environ.get("PATCHNB_WANDB", "0") not in ("", "0", "false", "False")
     if not flag:
@@ -141,8 +155,16 @@ def wandb_wanted(flag: bool | None = None) -> bool:
     try:
         import wandb  # noqa: F401
     except ImportError:
+        _warn_once("wandb logging was asked for (PATCHNB_WANDB=1 or wandb=True) but wandb is not installed: "
+                   "`pip install wandb`; runs are recorded in record.yaml only")
         return False
     return True
+
+
+def wandb_group() -> str | None:
+    """The wandb group of this process's runs: ``$PATCHNB_WANDB_GROUP``, else the notebook being executed
+    (``patchnb run|book`` set ``$PATCHNB_NOTEBOOK``), so the runs of one notebook share a group."""
+    return os.environ.get("PATCHNB_WANDB_GROUP") or os.environ.get("PATCHNB_NOTEBOOK") or None
 
 
 class Run:
@@ -168,7 +190,7 @@ class Run:
             os.environ.setdefault("WANDB_MODE", "offline")
             os.environ.setdefault("WANDB_SILENT", "true")
             self._wandb = wb.init(project=project, name=name, id=self.id, config=self.config, resume="allow",
-                                  dir=str(self.dir) if self.dir else None, reinit=True)
+                                  group=wandb_group(), dir=str(self.dir) if self.dir else None, reinit=True)
 
     def log(self, metrics: dict, step: int | None = None) -> None:
         row = _plain(dict(metrics))
@@ -191,8 +213,9 @@ class Run:
         if self.dir is None:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.dir / "record.yaml.tmp"
-        tmp.write_text(yaml.safe_dump(self.record(), sort_keys=False))
+        fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".record.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(yaml.safe_dump(self.record(), sort_keys=False))
         os.replace(tmp, self.dir / "record.yaml")
 
     def finish(self, **summary) -> dict:
