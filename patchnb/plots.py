@@ -48,3 +48,76 @@ def patch_rows(rows: dict[str, torch.Tensor], title: str | None = None, size: fl
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def spectrum(eigenvalues: torch.Tensor, title: str):
+    """Eigenvalues (largest first) on a log axis: the spectrum of a patch covariance."""
+    lam = torch.as_tensor(eigenvalues).double().numpy()
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.semilogy(range(1, len(lam) + 1), lam, "o-", ms=3)
+    ax.set_xlabel("component (sorted)")
+    ax.set_ylabel("eigenvalue (normalised pixel units²)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def loglog_curves(curves: dict[str, dict], xlabel: str, ylabel: str, title: str):
+    """One log-log line per entry ``label -> {x: y}`` (e.g. distortion against k, Figure 5)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, curve in curves.items():
+        ax.loglog(list(curve), list(curve.values()), "o-", ms=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    return fig
+
+
+def stimulus_rows(rows: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]], title: str):
+    """One row of uint8 ``(N, 1, h, w)`` stimuli per entry ``name -> (images, shape labels, texture
+    labels)``, ordered by shape class and titled ``S<shape>/T<texture>``."""
+    n = max(len(v[0]) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), n, figsize=(n, 1.1 * len(rows)), squeeze=False)
+    for row, (name, (images, shape, texture)) in enumerate(rows.items()):
+        for j, i in enumerate(shape.argsort().tolist()):
+            ax = axes[row, j]
+            ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"S{int(shape[i])}/T{int(texture[i])}", fontsize=7)
+        axes[row, 0].set_ylabel(name, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def errorbar_panels(panels: dict[str, dict[str, tuple]], xlabel: str, ylabel: str, figsize=(9, 3.4)):
+    """Side-by-side panels sharing the y axis: ``panel title -> {line label: (x, y, yerr)}``."""
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize, sharey=True, squeeze=False)
+    for ax, (title, lines) in zip(axes[0], panels.items()):
+        for label, (x, y, err) in lines.items():
+            ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel(ylabel)
+    axes[0, -1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def decisions(images: torch.Tensor, shape: torch.Tensor, texture: torch.Tensor, pred: torch.Tensor, title: str,
+              n: int = 8):
+    """The first ``n`` cue-conflict stimuli with their shape class S, texture class T and a model's
+    decision (shape, texture or other)."""
+    fig, axes = plt.subplots(1, n, figsize=(9, 1.9), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([]), ax.set_yticks([])
+        p, s, t = int(pred[i]), int(shape[i]), int(texture[i])
+        verdict = "shape" if p == s else "texture" if p == t else "other"
+        ax.set_title(f"S{s} T{t}\n→{p} ({verdict})", fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig

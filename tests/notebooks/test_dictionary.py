@@ -1,6 +1,12 @@
-"""The patch-dictionary chapter at smoke scale: the glued numbers exist and are sane."""
+"""The patch-dictionary and intrinsic-dimension chapters at smoke scale: the glued numbers exist and are
+sane, and the explorer widget stays inert in batch mode."""
 
+import json
 import re
+
+from patchnb.build import state_dir
+
+from ..conftest import ROOT
 
 
 def num(text):
@@ -15,9 +21,12 @@ def test_dictionary_notebook(glued):
     lo, hi = (float(v) for v in g["white_diag"].split("–"))
     assert 0.8 < lo <= hi < 1.2 and num(g["white_offdiag"]) < 0.2
     assert num(g["faiss_speedup"]) > 0 and 0.5 < num(g["inertia_ratio"]) < 2
-    assert num(g["fp_ratio"]) > 0 and g["fp_verdict"]
+    assert num(g["fp_ratio"]) > 0 and g["fp_cover"] == ("better" if num(g["fp_ratio"]) < 1 else "worse")
     for key in ("fig_spectrum", "fig_whitened_patches", "fig_centroids", "tab_backends", "tab_algorithm1"):
         assert key in g
+    executed = json.loads((state_dir(ROOT) / "smoke" / "dictionary.ipynb").read_text())
+    explorer = [c for c in executed["cells"] if "exp.explorer" in "".join(c["source"])]
+    assert len(explorer) == 1 and not explorer[0]["outputs"]  # batch mode: no widget built
 
 
 def test_intrinsic_dimension_notebook(glued):
