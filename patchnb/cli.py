@@ -11,6 +11,8 @@
   see :mod:`patchnb.cli_train`).
 * ``patchnb sweep-checkpoints RUN_DIR ...`` trains a linear head on every checkpoint of a run, picks the
   best on validation and tests it once (see :mod:`patchnb.eval.sweep`); it resumes where it stopped.
+* ``patchnb sweep NOTEBOOK --grid grid.yaml [--executor local|slurm] ...`` runs a notebook over a grid of
+  parameters, as local processes or Slurm jobs, into one results table (see :mod:`patchnb.sweep`).
 
 Configuration errors are one line on stderr and exit status 2. ``python -m patchnb`` is the same command.
 """
@@ -101,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     pu.add_argument("--repo", default=".", help="the git checkout to publish from (default: .)")
     sub.add_parser("train", help="train a patch-based network or baseline (`patchnb train --help`)")
     sub.add_parser("sweep-checkpoints", help="linear head on every checkpoint (see its --help)")
+    from .sweep import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     be = sub.add_parser("bench", help="run benchmarks/NAME.py")
     be.add_argument("name")
     be.add_argument("args", nargs=argparse.REMAINDER)
@@ -134,6 +139,10 @@ def _run(args) -> int:
         from .publish import publish
 
         print(publish(args.html, remote=args.remote, branch=args.branch, repo=args.repo))
+    elif args.cmd == "sweep":
+        from .sweep import run_cli
+
+        return run_cli(args)
     elif args.cmd == "bench":
         script = repo_root() / "benchmarks" / f"{args.name}.py"
         if not script.is_file():
