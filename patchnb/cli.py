@@ -11,6 +11,9 @@
   see :mod:`patchnb.cli_train`).
 * ``patchnb sweep-checkpoints RUN_DIR ...`` trains a linear head on every checkpoint of a run, picks the
   best on validation and tests it once (see :mod:`patchnb.eval.sweep`); it resumes where it stopped.
+* ``patchnb emp-ssl train|resume``, ``patchnb supcon``, ``patchnb ssl METHOD`` and ``patchnb vision``: the
+  entry points of EMP-SSL, SupCon, the SSL zoo and convolution-vs-attention (see :mod:`patchnb.cli_ssl`,
+  :mod:`patchnb.cli_vision`).
 * ``patchnb sweep NOTEBOOK --grid grid.yaml [--executor local|slurm] ...`` runs a notebook over a grid of
   parameters, as local processes or Slurm jobs, into one results table (see :mod:`patchnb.sweep`).
 
@@ -66,12 +69,20 @@ def _delegated(name: str):
         from .cli_train import main as train_main
 
         return train_main
+    if name in ("emp-ssl", "supcon", "ssl"):
+        from . import cli_ssl
+
+        return {"emp-ssl": cli_ssl.main_emp_ssl, "supcon": cli_ssl.main_supcon, "ssl": cli_ssl.main_ssl}[name]
+    if name == "vision":
+        from .cli_vision import main as vision_main
+
+        return vision_main
     from .eval.sweep import main as sweep_main
 
     return sweep_main
 
 
-DELEGATED = ("train", "sweep-checkpoints")
+DELEGATED = ("train", "sweep-checkpoints", "emp-ssl", "supcon", "ssl", "vision")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     pu.add_argument("--repo", default=".", help="the git checkout to publish from (default: .)")
     sub.add_parser("train", help="train a patch-based network or baseline (`patchnb train --help`)")
     sub.add_parser("sweep-checkpoints", help="linear head on every checkpoint (see its --help)")
+    sub.add_parser("emp-ssl", help="EMP-SSL's main.py: `patchnb emp-ssl train ...` / `resume --exp-dir DIR`")
+    sub.add_parser("supcon", help="SupCon's main_supcon.py: pre-training with checkpoints for sweep-checkpoints")
+    sub.add_parser("ssl", help="one self-supervised method of the zoo: `patchnb ssl METHOD [--config FILE]`")
+    sub.add_parser("vision", help="convolution-vs-attention's train.py: --model, --frozen, --patience, ...")
     from .sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
