@@ -13,13 +13,14 @@ import hashlib
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
 
 from .data import cache_dir
 from .track import code_version
-from .train import CheckpointError, save_atomic
+from .train import CheckpointError, load_checkpoint, save_atomic
 
 PLAIN = (str, int, float, bool, type(None), torch.Tensor)
 
@@ -59,11 +60,16 @@ def runs_dir() -> Path:
 
 
 def _load(path: Path):
+    """The cached value at ``path`` (``weights_only`` load, checksum verified: :func:`load_checkpoint`),
+    or ``_MISSING`` after a warning naming the file when it is damaged (the run is then recomputed)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cached result {path} is unreadable ({type(e).__name__}: {e}); delete it to "
-                              f"recompute the run") from e
+        return load_checkpoint(path, require_checksum=True)["value"]
+    except (CheckpointError, KeyError, TypeError) as e:
+        warnings.warn(f"cached result {path} is unreadable ({e}); the run is recomputed", stacklevel=3)
+        return _MISSING
+
+
+_MISSING = object()
 
 
 def cached(name: str, config: dict, fn, refresh: bool = False):
@@ -81,7 +87,9 @@ def cached(name: str, config: dict, fn, refresh: bool = False):
     folder = runs_dir() / run_key(name, config, modules)
     path = folder / "cached.pt"
     if path.is_file() and not refresh:
-        return _load(path)["value"]
+        value = _load(path)
+        if value is not _MISSING:
+            return value
     folder.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     value = fn(folder)

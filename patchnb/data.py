@@ -199,15 +199,73 @@ _CIFAR = {
 }
 
 
+class _ForbiddenGlobal(pickle.UnpicklingError):
+    pass
+
+
+def _array_dtype(*args):
+    """``numpy.dtype`` for the unpickler, refusing object dtypes (their items would be arbitrary objects)."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise _ForbiddenGlobal(f"an array of Python objects (dtype {dtype})")
+    return dtype
+
+
+def _cifar_globals() -> dict:
+    reconstruct = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's array-rebuilding function
+    frombuffer = np.ndarray.__reduce_ex__(np.zeros(1), 5)[0]
+    scalar = np.float64(0).__reduce__()[0]
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): _array_dtype}
+    for core in ("numpy.core", "numpy._core"):  # the name numpy < 2 / >= 2 pickles with
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return allowed
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what the CIFAR python batches hold: dicts, lists, tuples, bytes and str,
+    numbers and numpy arrays (the original files, pickled by Python 2, name exactly three globals:
+    ``numpy.core.multiarray._reconstruct``, ``numpy.ndarray`` and ``numpy.dtype``; numpy >= 2 and
+    pickle protocol 5 spell them ``numpy._core...`` and ``numpy._core.numeric._frombuffer``, numpy
+    scalars ``...multiarray.scalar``). Any other global, which is how a pickle runs code, is refused
+    before it is looked up."""
+
+    ALLOWED = _cifar_globals()
+
+    def find_class(self, module, name):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise _ForbiddenGlobal(f"{module}.{name}") from None
+
+
 def _unpickle(path: Path) -> dict:
+    """A CIFAR batch, read with :class:`_CifarUnpickler`; :class:`DataError` naming the file for
+    anything but the dict of arrays, lists and strings those files hold."""
     try:
         with open(path, "rb") as f:
-            return pickle.load(f, encoding="bytes")
+            obj = _CifarUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise
+    except _ForbiddenGlobal as e:
+        raise DataError(f"{path} is not a CIFAR batch: its pickle refers to {e}, which a CIFAR batch never holds; "
+                        f"it was not loaded (unpickling it could run code). Delete it and download the data again "
+                        f"(`patchnb data cifar10`).") from None
     except Exception as e:  # truncated pickles raise EOFError / UnpicklingError / ValueError
         raise DataError(f"{path} is corrupt or truncated ({type(e).__name__}: {e}); delete it and download "
                         f"the data again (`patchnb data cifar10`).") from e
+    if not isinstance(obj, dict):
+        raise DataError(f"{path} is not a CIFAR batch: it holds a {type(obj).__name__}, not a dict; delete it and "
+                        f"download the data again (`patchnb data cifar10`).")
+    return obj
+
+
+def _entry(batch: dict, key: bytes, path: Path):
+    if key not in batch:
+        raise DataError(f"{path} is not a CIFAR batch: it has no {key!r} entry (it has {sorted(batch)[:5]}); delete "
+                        f"it and download the data again (`patchnb data cifar10`).")
+    return batch[key]
 
 
 def load_cifar(name: str, split: str) -> ImageData:
@@ -220,13 +278,20 @@ def load_cifar(name: str, split: str) -> ImageData:
         if not (folder / fname).is_file():
             raise DataError(f"{folder / fname} is missing; download {name} again (`patchnb data {name}`).")
         batch = _unpickle(folder / fname)
-        data = np.asarray(batch[b"data"], dtype=np.uint8)
-        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(batch[label_key]) != len(data):
+        data = np.asarray(_entry(batch, b"data", folder / fname), dtype=np.uint8)
+        lab = np.asarray(_entry(batch, label_key, folder / fname), dtype=np.int64)
+        if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or lab.shape != (len(data),):
             raise DataError(f"{folder / fname} does not hold (N, 3072) images with N labels.")
         images.append(data.reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
-    classes = tuple(n.decode() if isinstance(n, bytes) else n for n in _unpickle(folder / meta_file)[names_key])
-    return ImageData(torch.from_numpy(np.concatenate(images)), torch.from_numpy(np.concatenate(labels)), classes)
+        labels.append(lab)
+    names = _entry(_unpickle(folder / meta_file), names_key, folder / meta_file)
+    classes = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in names)
+    all_labels = np.concatenate(labels)
+    if all_labels.size and (all_labels.min() < 0 or all_labels.max() >= len(classes)):
+        raise DataError(f"{folder} has labels in {all_labels.min()}..{all_labels.max()} but {folder / meta_file} "
+                        f"names {len(classes)} classes; the files are corrupt: download {name} again "
+                        f"(`patchnb data {name}`).")
+    return ImageData(torch.from_numpy(np.concatenate(images)), torch.from_numpy(all_labels), classes)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")

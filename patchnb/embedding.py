@@ -19,6 +19,7 @@ import ctypes
 import hashlib
 import os
 import platform
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -46,9 +47,36 @@ def _cpu_tag() -> str:
     return hashlib.sha1(f"{platform.machine()}{flags}".encode()).hexdigest()[:10]
 
 
+class KernelError(RuntimeError):
+    """The compiled kernel in the cache folder is not safe to load (owned by another user, or
+    writable by others): loading it would run whatever code it holds."""
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse ``path`` unless it belongs to this user and only this user can write it."""
+    st = os.stat(path)
+    uid = os.getuid()
+    problem = None
+    if st.st_uid != uid:
+        problem = f"is owned by uid {st.st_uid}, not by you (uid {uid})"
+    elif st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        who = "group and others" if st.st_mode & stat.S_IWGRP and st.st_mode & stat.S_IWOTH else \
+            "group" if st.st_mode & stat.S_IWGRP else "others"
+        problem = f"is writable by {who} (mode {stat.S_IMODE(st.st_mode):o})"
+    if problem:
+        raise KernelError(f"refusing to load the compiled kNN kernel: {what} {path} {problem}, so someone else could "
+                          f"have replaced the code it runs. The patchnb cache folder ($PATCHNB_CACHE, default "
+                          f"~/.cache/patchnb) must be private to you: delete {path} (the kernel is rebuilt) and "
+                          f"`chmod go-w` the cache folders, or set PATCHNB_KNN_BACKEND=torch")
+
+
 def _load_lib() -> ctypes.CDLL | None:
     """Compile ``_knn.c`` once per source version and CPU (``-O3 -march=native``) into the patchnb
-    cache, then load it; ``None`` when no compiler is available (the torch path is used)."""
+    cache (``kernels/``, created private), then load it; ``None`` when no compiler is available (the
+    torch path is used). The cache folder must be private: a kernel file owned by another user or
+    writable by group/others, or a ``kernels/`` folder owned by another user, raises
+    :class:`KernelError` instead of being loaded (a ``kernels/`` folder of this user's that others
+    may write in is first made writable by its owner only)."""
     global _LIB
     if _LIB is not None:
         return _LIB or None
@@ -58,15 +86,20 @@ def _load_lib() -> ctypes.CDLL | None:
         src = _SOURCE.read_bytes()
         tag = hashlib.sha1(src).hexdigest()[:12] + "-" + _cpu_tag()
         out = cache_dir() / "kernels" / f"knn-{tag}.so"
+        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if out.parent.stat().st_uid == os.getuid():  # patchnb's own folder: only its owner may write in it
+            out.parent.chmod(stat.S_IMODE(out.parent.stat().st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+        _check_private(out.parent, "its folder")
         if not out.is_file():
-            out.parent.mkdir(parents=True, exist_ok=True)
             cc = os.environ.get("CC", "cc")
             with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
                 tmp_so = Path(tmp) / out.name
                 flags = ["-O3", "-march=native", "-shared", "-fPIC", "-pthread"]
                 subprocess.run([cc, *flags, "-o", str(tmp_so), str(_SOURCE), "-lm"], check=True,
                                capture_output=True, timeout=120)
+                os.chmod(tmp_so, 0o755)  # whatever the umask: writable by its owner only
                 os.replace(tmp_so, out)
+        _check_private(out, "the file")
         lib = ctypes.CDLL(str(out))
         i64, vp, ci = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
         lib.knn_mask_strided.argtypes = [vp, vp] + [i64] * 9 + [ci, ci]
@@ -130,30 +163,93 @@ def _knn_mask_torch(scores: torch.Tensor, k: int) -> torch.Tensor:
     return out.contiguous() if scores.is_contiguous() else out
 
 
+def _position_strides(t: torch.Tensor) -> tuple[int, int, int] | None:
+    """Element strides ``(sb, sn, sl)`` of ``t`` (B, N, H, W) viewed as (B, N, L = H W): element
+    ``(b, q, l)`` is at ``b sb + q sn + l sl``. Derived only from dimensions longer than one (the
+    stride of a size-1 dimension is arbitrary and never used: ``.contiguous()`` keeps it); ``None``
+    when (H, W) do not flatten to one stride."""
+    b, n, h, w = t.shape
+    st = t.stride()
+    sb = st[0] if b > 1 else 0
+    sn = st[1] if n > 1 else 1
+    if h > 1 and w > 1:
+        if st[2] != w * st[3]:
+            return None
+        sl = st[3]
+    else:
+        sl = st[2] if h > 1 else st[3] if w > 1 else 0
+    return sb, sn, sl
+
+
+def _overlaps(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether the memory spans of ``a`` and ``b`` intersect (conservative: spans, not elements)."""
+    if a.untyped_storage().data_ptr() != b.untyped_storage().data_ptr() or a.numel() == 0 or b.numel() == 0:
+        return False
+
+    def span(t):
+        lo = t.data_ptr()
+        return lo, lo + sum((n - 1) * s for n, s in zip(t.shape, t.stride())) * t.element_size() + t.element_size()
+
+    (a0, a1), (b0, b1) = span(a), span(b)
+    return a0 < b1 and b0 < a1
+
+
+def _self_overlapping(t: torch.Tensor) -> bool:
+    """Whether two elements of ``t`` may share memory (e.g. an ``expand``ed tensor); conservative:
+    layouts that interleave dimensions also count."""
+    span = 1
+    for stride, size in sorted((s, n) for n, s in zip(t.shape, t.stride()) if n > 1):
+        if stride < span:
+            return True
+        span += stride * (size - 1)
+    return False
+
+
+def _check_out(out: torch.Tensor, scores: torch.Tensor) -> None:
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"out must be a tensor, got {type(out).__name__}")
+    if out.shape != scores.shape or out.dtype != torch.float32 or out.device != scores.device:
+        raise ValueError(f"out must be a float32 tensor of shape {tuple(scores.shape)} on {scores.device}, got "
+                         f"{out.dtype} of shape {tuple(out.shape)} on {out.device}")
+    if any(s == 0 and n > 1 for n, s in zip(out.shape, out.stride())):
+        raise ValueError(f"out has overlapping memory (strides {out.stride()} for shape {tuple(out.shape)}: an "
+                         f"expanded tensor); pass a tensor with one element per position")
+
+
 def knn_mask(scores: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """Phi_hard (Brutzkus et al. 2022, Sec. 5): 1 where centroid q is among the k nearest at a position.
 
-    ``scores`` (B, N, H, W) are distances up to a per-position constant (smaller is nearer). Returns a
-    float32 mask of the same shape (and memory format) with exactly ``k`` ones at every position;
-    ties break by the lower centroid index, as a stable sort would. ``out`` (float32, same shape and
-    strides) is reused when given, which avoids page-faulting a fresh buffer of the scores' size.
+    ``scores`` (B, N, H, W) are distances up to a per-position constant (smaller is nearer), in any
+    layout (permuted, strided, channels-last, size-1 dimensions). Returns a float32 mask of the same
+    shape with exactly ``k`` ones at every position; ties break by the lower centroid index, as a
+    stable sort would. ``out`` (float32, same shape and device, any layout without self-overlap) is
+    filled and returned when given; on the C path a layout whose (H, W) flatten to one stride is
+    written in place (which avoids page-faulting a fresh buffer of the scores' size), any other
+    through a temporary.
     """
     _check_scores(scores, k)
+    if out is not None:
+        _check_out(out, scores)
     if kernel_backend(scores) == "torch":
-        return _knn_mask_torch(scores, k)
-    b, n, h, w = scores.shape
+        mask = _knn_mask_torch(scores, k)
+        return mask if out is None else out.copy_(mask)
     s = scores
-    if s.stride(2) != w * s.stride(3):  # (h, w) must flatten to one stride
+    if _position_strides(s) is None:
         s = s.contiguous()
-    if out is None:
-        out = torch.empty_like(s, dtype=torch.float32)
-    elif out.shape != s.shape or out.dtype != torch.float32 or out.stride(2) != w * out.stride(3):
-        raise ValueError(f"out must be float32 of shape {tuple(s.shape)} with (H, W) flattenable strides")
-    err = _load_lib().knn_mask_strided(s.data_ptr(), out.data_ptr(), b, n, h * w, s.stride(0), s.stride(1),
-                                       s.stride(3), out.stride(0), out.stride(1), out.stride(3), k, _threads())
-    if err:
-        raise ValueError("scores contain NaN")
-    return out
+    sb, sn, sl = _position_strides(s)
+    target = out
+    if out is None or _position_strides(out) is None or _self_overlapping(out) or _overlaps(out, s):
+        target = torch.empty_like(s, dtype=torch.float32)
+    ob, on, ol = _position_strides(target)
+    b, n, h, w = s.shape
+    if s.numel():
+        err = _load_lib().knn_mask_strided(s.data_ptr(), target.data_ptr(), b, n, h * w, sb, sn, sl, ob, on, ol, k,
+                                           _threads())
+        if err:
+            raise ValueError("scores contain NaN")
+    if out is not None and target is not out:
+        out.copy_(target)
+    return out if out is not None else target
 
 
 def pooled_size(size: int, kernel_size: int, stride: int, ceil_mode: bool = True) -> int:

@@ -2,8 +2,10 @@
 
 A *method* says what one step computes and how a model is scored; the loop does the rest:
 optimiser and LR schedule, seeded shuffling, model selection on the validation split, one test
-evaluation of the selected model, atomic checkpoints with exact resume, early stopping, a NaN
-guard, tqdm progress and a run record (:mod:`patchnb.track`).
+evaluation of the selected model, atomic checksummed checkpoints (the last two kept) with exact
+resume, early stopping, a NaN guard, tqdm progress, per-epoch callbacks and a run record
+(:mod:`patchnb.track`). Checkpoints hold only tensors and plain containers and are read with
+``torch.load(weights_only=True)``, so no code runs from a checkpoint file.
 
 A method is any object with
 
@@ -21,8 +23,11 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
+import tempfile
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -201,35 +206,153 @@ class Classification:
 
 # ----------------------------------------------------------------------------- checkpoints
 
+# A file written by save_atomic is an ordinary torch.save zip archive whose zip comment (the last bytes
+# of the file, ignored by every zip reader) is CHECKSUM_TAG + the SHA-256 of all the bytes before it.
+CHECKSUM_TAG = b"patchnb-sha256:"
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory signature; the record is 22 bytes + the comment
+_COMMENT_LEN = len(CHECKSUM_TAG) + 64
+_CHUNK = 1 << 22
 
-def save_atomic(obj, path: str | Path) -> None:
-    """torch.save to a temporary file, fsync, then rename: a crash never leaves a half-written file
-    in place of a good one."""
+
+def _sha256(f, nbytes: int, tail: bytes = b"") -> str:
+    """SHA-256 of the first ``nbytes`` of the open file ``f``, then ``tail``."""
+    h = hashlib.sha256()
+    f.seek(0)
+    left = nbytes
+    while left > 0:
+        block = f.read(min(_CHUNK, left))
+        if not block:
+            break
+        h.update(block)
+        left -= len(block)
+    h.update(tail)
+    return h.hexdigest()
+
+
+def _write_checksum(f) -> None:
+    """Append the checksum comment to the torch.save archive just written to ``f`` (opened w+b)."""
+    size = f.seek(0, os.SEEK_END)
+    f.seek(size - 22)
+    eocd = f.read(22)
+    if size < 22 or eocd[:4] != _EOCD or eocd[20:22] != b"\0\0":
+        raise RuntimeError("torch.save did not write a zip archive without a comment; cannot add a checksum")
+    length = _COMMENT_LEN.to_bytes(2, "little")
+    digest = _sha256(f, size - 2, length)
+    f.seek(size - 2)
+    f.write(length + CHECKSUM_TAG + digest.encode())
+
+
+def checksum_status(path: str | Path) -> str:
+    """``"ok"`` when ``path`` carries the checksum :func:`save_atomic` writes and its bytes match it,
+    ``"mismatch"`` when they do not (a bit flip), ``"absent"`` when there is none (a truncated file,
+    or one written by other code)."""
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size < 22 + _COMMENT_LEN:
+            return "absent"
+        f.seek(size - 22 - _COMMENT_LEN)
+        tail = f.read()
+        eocd, comment = tail[:22], tail[22:]
+        if eocd[:4] != _EOCD or not comment.startswith(CHECKSUM_TAG):
+            return "absent"
+        if int.from_bytes(eocd[20:22], "little") != _COMMENT_LEN:
+            return "mismatch"
+        return "ok" if _sha256(f, size - _COMMENT_LEN) == comment[len(CHECKSUM_TAG):].decode("ascii", "replace") \
+            else "mismatch"
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+
+
+def save_atomic(obj, path: str | Path, previous: str | Path | None = None) -> None:
+    """torch.save ``obj`` with a checksum (:func:`checksum_status`) to a temporary file of its own in
+    ``path``'s folder, fsync, then rename it over ``path``: a crash never leaves a half-written file
+    in place of a good one, and concurrent writers never share a temporary file.
+
+    ``obj`` must hold only tensors and plain containers (it is read back with ``weights_only=True``).
+    With ``previous``, an existing ``path`` is first renamed to ``previous`` (the two newest files
+    are kept). The file is created readable by its owner only (``mkstemp``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    fd, tmp = _temporary(path)
+    try:
+        with os.fdopen(fd, "w+b") as f:
+            torch.save(obj, f)
+            _write_checksum(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if previous is not None and path.exists():
+            os.replace(path, previous)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
 
 
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load a checkpoint written by :func:`save_atomic`, with a clear error when it is corrupt."""
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def remove_temporaries(folder: str | Path, name: str) -> None:
+    """Delete the temporary files an interrupted :func:`save_atomic` of ``folder/name`` left behind."""
+    for tmp in Path(folder).glob(f".{name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: str | Path, map_location="cpu", require_checksum: bool = False):
+    """Load a file written by :func:`save_atomic` (or any ``torch.save`` file of tensors and plain
+    containers), refusing to run code from it.
+
+    The file is read with ``torch.load(weights_only=True)``: a pickle that names any other object
+    (one whose ``__reduce__`` would run code, a pickled module, numpy objects) is refused with a
+    :class:`CheckpointError` before anything of it is built. A checksum written by :func:`save_atomic`
+    is verified; with ``require_checksum`` (patchnb's own checkpoints) a file without one is refused
+    too. Any unreadable, truncated or altered file raises :class:`CheckpointError` naming it.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    status = checksum_status(path)
+    if status == "mismatch":
+        raise CheckpointError(f"checkpoint {path} is corrupt: its bytes do not match the checksum written with it "
+                              f"(altered on disk, e.g. a bit flip)")
+    if status == "absent" and require_checksum:
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: it lacks the checksum patchnb writes at "
+                              f"the end of every checkpoint (cut short, or not written by patchnb.train.save_atomic)")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Weights only" in str(e):
+            first = str(e).strip().splitlines()
+            raise CheckpointError(
+                f"checkpoint {path} holds objects other than tensors and plain containers; it was not loaded, "
+                f"since building them could run code from the file ({first[1] if len(first) > 1 else first[0]})"
+            ) from None
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (UnpicklingError: {e})") from e
     except Exception as e:
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); delete it "
                               f"to start the run again") from e
 
 
 def _rng_state(generator: torch.Generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-             "generator": generator.get_state()}
+    """Every random state a run draws from, as tensors and plain values."""
+    np_state = np.random.get_state(legacy=False)
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "generator": generator.get_state(),
+             "numpy": {"bit_generator": str(np_state["bit_generator"]),
+                       "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                       "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                       "gauss": float(np_state["gauss"])}}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -237,7 +360,9 @@ def _rng_state(generator: torch.Generator) -> dict:
 
 def _set_rng_state(state: dict, generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    n = state["numpy"]
+    np.random.set_state({"bit_generator": n["bit_generator"], "has_gauss": n["has_gauss"], "gauss": n["gauss"],
+                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]}})
     random.setstate(state["python"])
     generator.set_state(state["generator"])
     if "cuda" in state and torch.cuda.is_available():
@@ -276,7 +401,76 @@ def _distributed() -> tuple[int, int]:
 
 
 def _scalars(d: dict) -> dict:
-    return {k: v for k, v in d.items() if isinstance(v, (int, float))}
+    """The numbers of ``d`` as Python ints/floats (numpy float64 included)."""
+    return {k: (v if isinstance(v, bool) else int(v) if isinstance(v, int) else float(v))
+            for k, v in d.items() if isinstance(v, (int, float))}
+
+
+def _plain(value):
+    """``value`` with numpy scalars as Python numbers and numpy arrays as tensors, so that what a
+    method returns can be stored in a checkpoint read with ``weights_only=True``."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+LAST, PREVIOUS, RESULT = "last.pt", "previous.pt", "result.pt"
+_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "best_score", "best_epoch", "best_state",
+                    "history", "run_id", "bad_epochs", "train_seconds", "images_seen", "fingerprint")
+
+
+def _load_result(path: Path, fingerprint: str) -> tuple[tuple[dict, TrainResult] | None, str | None]:
+    """``((model state, result), None)`` from a finished run's ``result.pt`` of this configuration;
+    ``(None, why)`` when it is damaged (reported: the result is recomputed from ``last.pt``);
+    ``(None, None)`` when there is none or it belongs to another configuration."""
+    if not path.is_file():
+        return None, None
+    try:
+        done = load_checkpoint(path, require_checksum=True)
+        if not isinstance(done, dict) or done.get("fingerprint") != fingerprint:
+            return None, None
+        return (done["model"], TrainResult(**done["result"])), None
+    except (CheckpointError, KeyError, TypeError) as e:
+        why = str(e) if isinstance(e, CheckpointError) else f"{path} does not hold a run result ({e!r})"
+        warnings.warn(f"{why}; the result is recomputed from the last checkpoint", stacklevel=3)
+        return None, why
+
+
+def _resume_point(run_dir: Path, fingerprint: str, result_problem: str | None = None) -> tuple[dict | None, bool]:
+    """The newest good checkpoint of ``run_dir`` (``last.pt``, else ``previous.pt``) and whether it is
+    ``last.pt``; ``(None, False)`` for a new run. A damaged or missing ``last.pt`` is reported with a
+    warning naming it; when there are checkpoints but none is good, :class:`CheckpointError`."""
+    problems = [result_problem] if result_problem else []
+    if not (run_dir / LAST).exists() and (run_dir / PREVIOUS).exists():
+        problems.append(f"{run_dir / LAST} is missing")
+    for fname in (LAST, PREVIOUS):
+        path = run_dir / fname
+        if not path.exists():
+            continue
+        try:
+            ck = load_checkpoint(path, require_checksum=True)
+            missing = [k for k in _CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else ["all"]
+            if missing:
+                raise CheckpointError(f"{path} is not a training checkpoint of patchnb.train.fit (no {missing[0]!r})")
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if ck["fingerprint"] != fingerprint:
+            raise CheckpointError(f"{path} was written by another configuration; use another run_dir or delete "
+                                  f"{run_dir / LAST} and {run_dir / PREVIOUS} to start afresh")
+        if problems:
+            warnings.warn(f"{'; '.join(problems)}; resuming from {path} (after epoch {ck['epoch']})", stacklevel=3)
+        return ck, fname == LAST
+    if problems:
+        raise CheckpointError(f"no good checkpoint to resume from in {run_dir}: {'; '.join(problems)}. Delete "
+                              f"{run_dir / LAST} and {run_dir / PREVIOUS} to start the run again")
+    return None, False
 
 
 def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
@@ -286,9 +480,16 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
 
     After each epoch the model is scored on ``splits.val``; the best state (ties: earliest) is
     kept and, at the end, evaluated once on ``splits.test``. With ``run_dir`` every epoch writes
-    ``last.pt`` atomically (model, optimiser, schedule, RNG states, history, run id), and a call
-    with the same ``run_dir`` and config resumes exactly where the previous one stopped, or
-    returns the stored result when the run had finished.
+    ``last.pt`` atomically (model, optimiser, schedule, RNG states, history, run id; tensors and
+    plain values only, with a checksum: :func:`save_atomic`), the one it replaces being kept as
+    ``previous.pt``; a finished run writes ``result.pt``. A call with the same ``run_dir`` and config
+    returns the stored result when the run had finished, else resumes exactly where the previous
+    one stopped. A damaged (truncated, altered) or missing ``last.pt`` is reported with a warning
+    naming it and the run resumes from ``previous.pt``, which is then kept until a good ``last.pt``
+    replaces the damaged one; a damaged ``result.pt`` is reported and recomputed from the last
+    checkpoint. When checkpoints exist but none is good, :class:`CheckpointError` says so (a run
+    never restarts silently). Checkpoint files are loaded with ``weights_only=True``: no code runs
+    from them.
 
     Under ``torchrun`` (``torch.distributed`` initialised) the model is wrapped in
     DistributedDataParallel (BatchNorm synchronised on GPUs), every process draws the same global
@@ -328,23 +529,26 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
 
     start_epoch, best_score, best_epoch, best_state, history, run_id, bad_epochs = 0, -math.inf, -1, None, [], None, 0
     train_seconds, images_seen = 0.0, 0
-    if run_dir is not None and (run_dir / "result.pt").is_file():
-        done = load_checkpoint(run_dir / "result.pt")
-        if done.get("fingerprint") == fingerprint:
-            model.load_state_dict(done["model"])
-            return done["result"]
-    if run_dir is not None and (run_dir / "last.pt").is_file():
-        ck = load_checkpoint(run_dir / "last.pt")
-        if ck.get("fingerprint") != fingerprint:
-            raise CheckpointError(f"{run_dir / 'last.pt'} was written by another configuration; use another "
-                                  f"run_dir or delete it to start afresh")
-        model.load_state_dict(ck["model"])
-        optimizer.load_state_dict(ck["optimizer"])
-        scheduler.load_state_dict(ck["scheduler"])
-        _set_rng_state(ck["rng"], generator)
-        start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
-        best_state, history, run_id, bad_epochs = ck["best_state"], ck["history"], ck["run_id"], ck["bad_epochs"]
-        train_seconds, images_seen = ck["train_seconds"], ck["images_seen"]
+    last_good = False  # whether run_dir/last.pt is a good checkpoint (it may then become previous.pt)
+    if run_dir is not None:
+        if rank == 0:
+            for fname in (RESULT, LAST, PREVIOUS):
+                remove_temporaries(run_dir, fname)
+        done, result_problem = _load_result(run_dir / RESULT, fingerprint)
+        if done is not None:
+            model.load_state_dict(done[0])
+            return done[1]
+        ck, last_good = _resume_point(run_dir, fingerprint, result_problem)
+        if ck is not None:
+            model.load_state_dict(ck["model"])
+            optimizer.load_state_dict(ck["optimizer"])
+            scheduler.load_state_dict(ck["scheduler"])
+            _set_rng_state(ck["rng"], generator)
+            start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+            best_state, history, run_id, bad_epochs = ck["best_state"], ck["history"], ck["run_id"], ck["bad_epochs"]
+            train_seconds, images_seen = ck["train_seconds"], ck["images_seen"]
+            if cfg.patience is not None and bad_epochs >= cfg.patience:
+                start_epoch = cfg.epochs  # the run had stopped early: only its result is left to compute
     if rank > 0:
         run_dir = None  # only the first process writes checkpoints and records
     tracker = Run(name, config, run_dir, run_id=run_id)
@@ -374,13 +578,13 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
             for k, v in metrics.items():
                 extras.setdefault(k, []).append(v)
         train_seconds += time.perf_counter() - t0
-        val = method.evaluate(model, splits.val, splits)
+        val = _plain(method.evaluate(model, splits.val, splits))
         row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
                "lr": optimizer.param_groups[0]["lr"], "val_score": val["score"],
                **{f"val_{k}": v for k, v in _scalars(val).items() if k != "score"},
                **{k: float(np.mean(v)) for k, v in extras.items()}}
         if cfg.test_every_epoch:  # only for a labelled comparison with the paper's max-over-epochs protocol
-            row["test_score_this_epoch"] = method.evaluate(model, splits.test, splits)["score"]
+            row["test_score_this_epoch"] = _plain(method.evaluate(model, splits.test, splits))["score"]
         history.append(row)
         tracker.log(row, step=epoch)
         bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{val['score']:.4f}")
@@ -390,13 +594,15 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
         else:
             bad_epochs += 1
         stop = cfg.patience is not None and bad_epochs >= cfg.patience
-        if run_dir is not None:
+        if run_dir is not None:  # the newest good checkpoint becomes previous.pt, never a damaged one
             save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "epoch": epoch,
                          "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
                          "history": history, "run_id": tracker.id, "bad_epochs": bad_epochs,
                          "train_seconds": train_seconds, "images_seen": images_seen,
-                         "fingerprint": fingerprint}, run_dir / "last.pt")
+                         "fingerprint": fingerprint},
+                        run_dir / LAST, previous=run_dir / PREVIOUS if last_good else None)
+            last_good = True
         if rank == 0:
             for hook in hooks:
                 hook(epoch, model, row, run_dir)
@@ -406,14 +612,14 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     final_val = _scalars(method.evaluate(model, splits.val, splits)) if history else {}
     if best_state is not None:
         model.load_state_dict(best_state)
-    val = method.evaluate(model, splits.val, splits)
-    test = method.evaluate(model, splits.test, splits)  # the one test evaluation of this run
+    val = _plain(method.evaluate(model, splits.val, splits))
+    test = _plain(method.evaluate(model, splits.test, splits))  # the one test evaluation of this run
     result = TrainResult(best_epoch, _scalars(val), test, final_val, history, train_seconds,
                          images_seen / max(train_seconds, 1e-9), str(run_dir) if run_dir else None, tracker.id)
     tracker.finish(**result.summary())
     if run_dir is not None:
-        save_atomic({"model": model.state_dict(), "result": result, "fingerprint": fingerprint},
-                    run_dir / "result.pt")
+        save_atomic({"model": model.state_dict(), "result": asdict(result), "fingerprint": fingerprint},
+                    run_dir / RESULT)
     return result
 
 

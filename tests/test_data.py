@@ -22,17 +22,53 @@ def write_fmnist(folder, n_train=30, n_test=10, seed=0):
         data.write_idx(folder / lab_name, np.arange(n, dtype=np.uint8) % 10)
 
 
-def write_cifar(root, name="cifar10", per_batch=8):
+class Py2Pickler(pickle._Pickler):
+    """Writes pickles as Python 2's cPickle wrote the CIFAR python batches (protocol 2): every string
+    (bytes, and the str inside numpy's dtype state) as a Python 2 ``str`` (SHORT_BINSTRING or
+    BINSTRING), numpy's array rebuilder under its numpy 1 name ``numpy.core.multiarray._reconstruct``."""
+
+    dispatch = pickle._Pickler.dispatch.copy()
+
+    def save_py2_str(self, obj):
+        raw = obj.encode("ascii") if isinstance(obj, str) else obj
+        n = len(raw)
+        self.write((pickle.SHORT_BINSTRING + bytes([n]) if n < 256 else pickle.BINSTRING + n.to_bytes(4, "little"))
+                   + raw)
+        self.memoize(obj)
+
+    dispatch[bytes] = dispatch[str] = save_py2_str
+
+    def save_global(self, obj, name=None):
+        if obj is np.ndarray.__reduce__(np.zeros(1))[0]:
+            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
+            self.memoize(obj)
+        else:
+            super().save_global(obj, name)
+
+
+def py2_pickle(obj) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Py2Pickler(buf, protocol=2).dump(obj)
+    return buf.getvalue()
+
+
+def write_cifar(root, name="cifar10", per_batch=8, labels=None):
+    """Tiny CIFAR batches in the real format: a dict with b'data' (uint8 (N, 3072) array), the labels
+    (a list of ints), b'filenames' and b'batch_label', pickled as Python 2 did."""
     rng = np.random.default_rng(0)
     folder_name, train_files, test_files, meta, label_key, names_key = data._CIFAR[name]
     folder = root / folder_name
     folder.mkdir(parents=True)
     n_classes = 10 if name == "cifar10" else 100
     for f in train_files + test_files:
-        d = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-             label_key: list(rng.integers(0, n_classes, per_batch))}
-        (folder / f).write_bytes(pickle.dumps(d))
-    (folder / meta).write_bytes(pickle.dumps({names_key: [f"c{i}".encode() for i in range(n_classes)]}))
+        d = {b"batch_label": f"batch {f}".encode(), b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+             label_key: labels or rng.integers(0, n_classes, per_batch).tolist(),
+             b"filenames": [f"img_{i}.png".encode() for i in range(per_batch)]}
+        (folder / f).write_bytes(py2_pickle(d))
+    (folder / meta).write_bytes(py2_pickle({names_key: [f"c{i}".encode() for i in range(n_classes)],
+                                            b"num_vis": 3072}))
     return folder
 
 
@@ -92,6 +128,51 @@ def test_corrupt_cifar_pickle(tmp_cache):
     (folder / "data_batch_3").write_bytes(b"\x80\x04garbage")
     with pytest.raises(data.DataError, match="data_batch_3"):
         data.load_splits("cifar10")
+
+
+def test_cifar_writer_matches_the_real_files():
+    """The test batches carry the opcodes and the only globals of the real Python 2 files."""
+    import pickletools
+
+    raw = py2_pickle({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2], b"filenames": [b"a.png"]})
+    assert raw.startswith(b"\x80\x02}q\x00(U\x04data")
+    ops = [(op.name, arg) for op, arg, _ in pickletools.genops(raw)]
+    assert {arg for name, arg in ops if name == "GLOBAL"} == {"numpy.core.multiarray _reconstruct", "numpy ndarray",
+                                                              "numpy dtype"}
+    assert {name for name, _ in ops} <= {"PROTO", "EMPTY_DICT", "BINPUT", "MARK", "SHORT_BINSTRING", "BINSTRING",
+                                         "GLOBAL", "BININT1", "BININT2", "BININT", "TUPLE1", "TUPLE2", "TUPLE3",
+                                         "TUPLE", "REDUCE", "NEWFALSE", "NEWTRUE", "NONE", "BUILD", "EMPTY_LIST",
+                                         "APPEND", "APPENDS", "SETITEMS", "BINGET", "STOP"}
+    assert ("BINSTRING", "\0" * 6144) in ops  # the pixels: one Python 2 str
+
+
+def test_cifar_labels_out_of_range(tmp_cache):
+    write_cifar(tmp_cache / "data", labels=[0, 1, 2, 3, 4, 5, 6, 55])
+    with pytest.raises(data.DataError, match=r"labels in 0\.\.55 .* 10 classes"):
+        data.load_splits("cifar10")
+
+
+def test_cifar_batch_without_data_entry(tmp_cache):
+    folder = write_cifar(tmp_cache / "data")
+    (folder / "data_batch_2").write_bytes(py2_pickle({b"labels": [1]}))
+    with pytest.raises(data.DataError, match=r"data_batch_2 .*no b'data' entry"):
+        data.load_splits("cifar10")
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_pickled_by_python3_numpy_load(tmp_cache, protocol):
+    """A batch re-saved by Python 3 (numpy >= 2 names, protocol 5 buffers) is still a CIFAR batch."""
+    folder = write_cifar(tmp_cache / "data")
+    images = np.arange(2 * 3072, dtype=np.uint8).reshape(2, 3072)
+    d = {b"data": images, b"labels": [np.int64(3), 4]}
+    if protocol == 2:  # Python 3's protocol 2 spells bytes as _codecs.encode(...): not a CIFAR file
+        with pytest.raises(data.DataError, match="_codecs.encode"):
+            (folder / "test_batch").write_bytes(pickle.dumps(d, protocol=2))
+            data.load_cifar("cifar10", "test")
+        return
+    (folder / "test_batch").write_bytes(pickle.dumps(d, protocol=protocol))
+    test = data.load_cifar("cifar10", "test")
+    assert torch.equal(test.images.reshape(2, -1), torch.from_numpy(images)) and test.labels.tolist() == [3, 4]
 
 
 def _write_tree(root, classes=("cat", "dog"), n=4, size=(12, 10), mode="RGB"):
