@@ -133,17 +133,20 @@ class Config(ExperimentConfig):
         return self.epochs * (n_train // self.batch_size) * self.batch_size
 
 
+# batch_size replaces every YAML train.batch_size (256 in every shipped config); method_params replace YAML
+# params where the data are too small for them (a MoCo queue or a cluster count above the training set)
 PRESETS = {
-    "smoke": dict(dataset="fashion_mnist", n_train=128, n_val=64, n_test=128, width=4, epochs=1, batch_size=64,
-                  knn_bank_size=128, n_geometry=64,
+    "smoke": dict(seeds=(0,), dataset="fashion_mnist", n_train=128, n_val=64, n_test=128, width=4, epochs=1,
+                  batch_size=64, knn_bank_size=128, n_geometry=64,
                   method_params={"deepcluster": {"n_clusters": 5, "pca_dim": 8},
                                  "mocov2": {"queue_size": 512, "mochi_n_hard": 64, "mochi_s": 32, "mochi_s_prime": 16}},
                   phi_n_centroids=16, phi_k=4, phi_n_patches=1000, phi_epochs=1),
-    "cpu": dict(dataset="fashion_mnist", n_train=4000, n_val=1000, n_test=2000, width=8, epochs=2, batch_size=256,
-                knn_bank_size=2000, n_geometry=1000, method_params={"deepcluster": {"n_clusters": 50, "pca_dim": 32}},
+    "cpu": dict(seeds=(0,), dataset="fashion_mnist", n_train=4000, n_val=1000, n_test=2000, width=8, epochs=2,
+                batch_size=256, knn_bank_size=2000, n_geometry=1000,
+                method_params={"deepcluster": {"n_clusters": 50, "pca_dim": 32}},
                 phi_n_centroids=128, phi_k=32, phi_n_patches=20000, phi_epochs=1),
-    "paper": dict(dataset="cifar10", n_train=None, n_val=5000, n_test=None, width=64, epochs=200, batch_size=512,
-                  knn_bank_size=5000, n_geometry=5000, method_params={"mocov2": {"momentum": 0.999}},
+    "paper": dict(seeds=(0, 1, 2), dataset="cifar10", n_train=None, n_val=5000, n_test=None, width=64, epochs=200,
+                  batch_size=512, knn_bank_size=5000, n_geometry=5000, method_params={"mocov2": {"momentum": 0.999}},
                   phi_n_centroids=1024, phi_k=256, phi_n_patches=262144, phi_epochs=200),
 }
 Config.PRESETS = PRESETS

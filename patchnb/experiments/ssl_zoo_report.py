@@ -110,7 +110,7 @@ def texts(cfg, runs: dict, splits: Splits) -> tuple[dict[str, str], dict[str, fl
         "phi_verdict": "above" if probe["phi_full"] > probe[best] else "not above",
         "phi_trained_acc": _pct(mean(runs, "phi_full", "trained_test_acc")),
         # the plane
-        "n_encoders": str(len(order)), "rho_uniformity": f"{rho:.2f}",
+        "n_encoders": str(len(order)), "rho_uniformity": f"{rho:.2f}", "rho_clear": f"{RHO_CLEAR:g}",
         "rho_verdict": ("a negative" if rho < -RHO_CLEAR else "a positive" if rho > RHO_CLEAR else "no clear"),
         "most_invariant": LABELS[min(order, key=lambda n: al[n])],
         "most_uniform": LABELS[min(order, key=lambda n: un[n])],
