@@ -49,10 +49,15 @@ class DataError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    """patchnb's cache (data downloads, statistics, runs): ``$PATCHNB_CACHE`` or ~/.cache/patchnb."""
+    """patchnb's cache (data downloads, statistics, runs, the compiled kNN kernel): ``$PATCHNB_CACHE``
+    or ~/.cache/patchnb, created readable and writable by its owner only.
+
+    The cache folder must be private to you: it holds the compiled kernel that patchnb loads and
+    runs (refused when another user owns it or may write it: :func:`patchnb.embedding._load_lib`)
+    and results that the book shows. Do not point ``PATCHNB_CACHE`` at a folder others can write."""
     root = os.environ.get("PATCHNB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patchnb"
     path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
     return path
 
 
