@@ -9,7 +9,7 @@ shape_bias`) on cue-conflict images made from unseen silhouettes. ``--load`` sta
 run's backbone with a new head (transfer to a second task, :func:`patchnb.bias.transfer.transfer`),
 ``--frozen`` trains only that head (backbone weights *and* BatchNorm statistics fixed). ``--dry-run``,
 ``--time-budget`` and the exit codes (2: bad option or configuration, 75: stopped by the budget) are
-those of :mod:`patchnb.cli_ssl`.
+those of :mod:`patchnb.cli_run`.
 
 =====================================  =======================================================
 original ``train.py``                   ``patchnb vision``
@@ -62,7 +62,7 @@ import torch
 from .bias.metrics import shape_bias
 from .bias.stimuli import bias_splits, fashion_mnist_masks, make_stimuli, synthetic_masks
 from .bias.transfer import transfer
-from .cli_ssl import (
+from .cli_run import (
     add_data_options,
     add_run_options,
     bool_arg,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from patchnb import cli
-from patchnb.cli_ssl import EXIT_STOPPED
+from patchnb.cli_run import EXIT_STOPPED
 from patchnb.cli_vision import combine, main
 from patchnb.data import ImageData, Normalization, Splits
 from patchnb.eval import load_backbone
