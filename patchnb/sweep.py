@@ -21,35 +21,30 @@ parameters into one table (``results.csv``, and ``results.parquet`` with pyarrow
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import itertools
 import json
 import logging
 import os
-import shlex
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from .build import check_parameters, execute
-from .checks import check_choice, check_float, check_int
+from .checks import check_choice, check_int
+
+if TYPE_CHECKING:
+    from .slurm import SlurmOptions
 
 EXECUTORS = ("local", "slurm")
 SWEEPS_DIR = Path("runs") / "sweeps"
 RESULTS = "results"
-# Slurm job states in which a job may still produce its result
-LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-               "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
 
 
 class SweepError(ValueError):
@@ -216,27 +211,6 @@ def _short_error(e: BaseException) -> str:
 # ----------------------------------------------------------------------------- executors
 
 
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What each point's Slurm job asks for; ``time`` is in minutes, ``array_parallelism`` the number of
-    the sweep's jobs that may run at once (the ``%N`` of ``sbatch --array``)."""
-
-    partition: str | None = None
-    time: int = 60
-    cpus_per_task: int | None = None
-    gpus_per_node: int | None = None
-    mem_gb: float | None = None
-    array_parallelism: int | None = None
-
-    def validate(self) -> None:
-        check_int("--time", self.time, 1)
-        check_int("--cpus-per-task", self.cpus_per_task, 1, allow_none=True)
-        check_int("--gpus-per-node", self.gpus_per_node, 0, allow_none=True)
-        check_int("--array-parallelism", self.array_parallelism, 1, allow_none=True)
-        if self.mem_gb is not None:
-            check_float("--mem-gb", self.mem_gb, 0, strict_min=True)
-
-
 def _run_local(out: Path, pids: list[str], jobs: int) -> None:
     """Each point in its own ``python -m patchnb.sweep`` process, ``jobs`` at a time; a process that dies
     without recording an error (killed, out of memory) gets one naming its exit status."""
@@ -257,98 +231,27 @@ def _run_local(out: Path, pids: list[str], jobs: int) -> None:
             pass
 
 
-def _check_slurm_tools() -> None:
-    for tool in ("sbatch", "srun", "squeue"):
-        if shutil.which(tool) is None:
-            raise SweepError(f"Slurm is not reachable: no `{tool}` on PATH (the slurm executor submits with "
-                             "sbatch; run this on a Slurm login node, or use --executor local)")
+def _submit_slurm(out: Path, pids: list[str], opts, name: str) -> list[str]:
+    """The points as one Slurm job array (:func:`patchnb.slurm.submit`); their records get the job id
+    and log. Returns the job ids."""
+    from . import slurm
 
-
-def _submit_slurm(out: Path, pids: list[str], opts: SlurmOptions, name: str) -> list[str]:
-    """Submit the points as one job array with submitit; returns the job ids (``<array>_<task>``)."""
-    import submitit
-    from submitit.core.utils import FailedJobError, FailedSubmissionError
-
-    _check_slurm_tools()
-    try:
-        executor = submitit.AutoExecutor(folder=out / "logs" / "%j", cluster="slurm",
-                                         slurm_python=shlex.quote(sys.executable))
-        executor.update_parameters(name=name, timeout_min=opts.time, cpus_per_task=opts.cpus_per_task,
-                                   gpus_per_node=opts.gpus_per_node, mem_gb=opts.mem_gb,
-                                   slurm_partition=opts.partition, stderr_to_stdout=True,
-                                   **({"slurm_array_parallelism": opts.array_parallelism}
-                                      if opts.array_parallelism else {}))
-        with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # submitit echoes sbatch's stderr
-            jobs = [executor.submit(run_point, str(out), pid) for pid in pids]
-    except (FailedJobError, FailedSubmissionError, OSError, RuntimeError) as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if "error" in ln.lower() and "sbatch" in ln.lower()), None)
-        detail = detail or (lines[-1] if lines else type(e).__name__)
-        raise SweepError(f"Slurm is not reachable: `sbatch` failed: {detail}") from e
-    for pid, job in zip(pids, jobs):
+    submitted = slurm.submit(run_point, [(str(out), pid) for pid in pids], out / "logs", opts, name)
+    for pid, (job_id, log) in zip(pids, submitted):
         rec = _read_json(_record_path(out, pid))
-        rec.update(job_id=str(job.job_id), log=str(job.paths.stdout))
+        rec.update(job_id=job_id, log=log)
         _write_json(_record_path(out, pid), rec)
-    return [str(j.job_id) for j in jobs]
+    return [job_id for job_id, _ in submitted]
 
 
-def slurm_states(job_ids) -> dict[str, str] | None:
-    """``{job id: state}`` of the jobs Slurm still knows (squeue, then sacct where accounting is on);
-    a job missing from the answer has left the queue. None when squeue itself fails."""
-    job_ids = sorted(set(job_ids))
-    if not job_ids:
-        return {}
-    arrays = ",".join(sorted({j.split("_")[0] for j in job_ids}))
-    try:
-        q = subprocess.run(["squeue", "-h", "-r", "--states=all", "-o", "%i|%T", "-j", arrays],
-                           capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if q.returncode != 0 and "Invalid job id" not in q.stderr:
-        return None
-    states = dict(line.split("|", 1) for line in q.stdout.splitlines() if "|" in line)
-    if any(j not in states for j in job_ids):
-        try:
-            a = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", arrays],
-                               capture_output=True, text=True, timeout=60)
-            for line in a.stdout.splitlines() if a.returncode == 0 else []:
-                jid, _, state = line.partition("|")
-                states.setdefault(jid, state.split()[0] if state else "UNKNOWN")
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-    return {j: states[j] for j in job_ids if j in states}
-
-
-def _mark_dead(out: Path, pid: str, rec: dict, state: str) -> None:
+def _mark_dead(out: Path, pid: str, state: str) -> None:
+    rec = _read_json(_record_path(out, pid))
     _write_json(_error_path(out, pid), {"error": f"Slurm job {rec['job_id']} ended {state} without a result",
                                         "log": rec.get("log")})
 
 
-def _wait_slurm(out: Path, pids: list[str], poll_s: float = 2.0, grace_s: float = 10.0) -> None:
-    """Wait until every point has a result: its notebook, its error, or a job Slurm no longer runs (then
-    recorded as failed after ``grace_s`` for the result to appear on a shared file system)."""
-    from tqdm.auto import tqdm
-
-    recs = {pid: _read_json(_record_path(out, pid)) for pid in pids}
-    left, ended, failures = set(pids), {}, 0
-    with tqdm(total=len(pids), desc="sweep (slurm)") as bar:
-        while left:
-            done = {p for p in left if _executed(out, p, recs[p]["parameters"]) or _error_path(out, p).is_file()}
-            bar.update(len(done))
-            left -= done
-            if not left:
-                break
-            states = slurm_states(recs[p]["job_id"] for p in left)
-            failures = failures + 1 if states is None else 0
-            if failures > 30:
-                raise SweepError("Slurm is not reachable: `squeue` keeps failing while waiting for the sweep's jobs")
-            for p in sorted(left) if states is not None else []:
-                state = states.get(recs[p]["job_id"], "GONE")
-                if state.split()[0] in LIVE_STATES:
-                    ended.pop(p, None)
-                elif time.monotonic() - ended.setdefault(p, time.monotonic()) > grace_s:
-                    _mark_dead(out, p, recs[p], state)
-            time.sleep(poll_s)
+def _has_result(out: Path, pid: str, params: dict) -> bool:
+    return _executed(out, pid, params) is not None or _error_path(out, pid).is_file()
 
 
 # ----------------------------------------------------------------------------- sweep and collect
@@ -362,9 +265,11 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
     a failed point is a row with status ``failed``, not an exception."""
     from filelock import FileLock
 
+    from . import slurm as slurm_
+
     check_choice("executor", executor, EXECUTORS)
     check_int("jobs", jobs, 1)
-    slurm = slurm or SlurmOptions()
+    slurm = slurm or slurm_.SlurmOptions()
     slurm.validate()
     source = Path(notebook)
     if not source.is_file():
@@ -374,7 +279,7 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
     for point in points:
         check_parameters(source, point)
     if executor == "slurm":
-        _check_slurm_tools()
+        slurm_.check_tools()
     out = Path(out) if out else default_out(source, points)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     with FileLock(out / ".sweep.lock"):  # two submissions of one sweep never run a point twice
@@ -383,14 +288,16 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
         if other:
             raise SweepError(f"{out} holds a sweep of {sorted(other)[0]}, not of {source}; choose another --out")
         todo, finished, queued = [], 0, 0
-        live = slurm_states(r["job_id"] for r in recs.values() if r.get("job_id")) or {}
+        live = {}
+        if executor == "slurm":  # points of an earlier --no-wait submission still in the queue
+            live = slurm_.states(r["job_id"] for p, r in recs.items()
+                                 if r.get("job_id") and not _has_result(out, p, r["parameters"])) or {}
         for order, point in enumerate(points):
             pid = point_id(point)
             old = recs.get(pid)
             if _executed(out, pid, point):
                 finished += 1
-            elif old and old.get("job_id") in live and live[old["job_id"]].split()[0] in LIVE_STATES \
-                    and not _error_path(out, pid).is_file():
+            elif old and slurm_.is_live(live.get(old.get("job_id"), "")):
                 queued += 1
             else:
                 todo.append(pid)
@@ -414,7 +321,10 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
     if executor == "slurm" and not wait:
         return None
     if executor == "slurm":
-        _wait_slurm(out, [point_id(p) for p in points])
+        params_of = {point_id(p): p for p in points}
+        slurm_.wait({pid: _read_json(_record_path(out, pid))["job_id"] for pid in params_of},
+                    has_result=lambda pid: _has_result(out, pid, params_of[pid]),
+                    on_ended=lambda pid, state: _mark_dead(out, pid, state), desc="sweep (slurm)")
     return collect(out)
 
 
@@ -431,20 +341,22 @@ def collect(out_dir: str | Path):
     recs = _records(out)
     if not recs:
         raise SweepError(f"no sweep in {out} (no <point>.params.json files)")
-    waiting = {p: r for p, r in recs.items() if r.get("job_id") and not _executed(out, p, r["parameters"])
-               and not _error_path(out, p).is_file()}
-    states = slurm_states(r["job_id"] for r in waiting.values()) if waiting else {}
+    waiting = {p: r for p, r in recs.items() if r.get("job_id") and not _has_result(out, p, r["parameters"])}
+    if waiting:
+        from . import slurm
+
+        states = slurm.states(r["job_id"] for r in waiting.values())
     rows, glued_names = [], []
     for pid, rec in sorted(recs.items(), key=lambda kv: (kv[1].get("order", 0), kv[0])):
         row = {"point": pid, "status": "not run", "error": None, "log": rec.get("log"), "seconds": None,
                "parameters": _canon(rec["parameters"])}
         nb, err = _executed(out, pid, rec["parameters"]), _read_json(_error_path(out, pid))
         if pid in waiting and states is not None:
-            state = states.get(rec["job_id"], "GONE").split()[0]
-            if state in LIVE_STATES:
+            state = states.get(rec["job_id"], "GONE")
+            if slurm.is_live(state):
                 row["status"] = "running" if state == "RUNNING" else "pending"
             else:
-                _mark_dead(out, pid, rec, state)
+                _mark_dead(out, pid, state)
                 err = _read_json(_error_path(out, pid))
         glued = {}
         if nb is not None:
@@ -504,6 +416,8 @@ def run_cli(args) -> int:
     if args.collect:
         table = collect(out)
     else:
+        from .slurm import SlurmOptions
+
         opts = SlurmOptions(args.partition, args.time, args.cpus_per_task, args.gpus_per_node, args.mem_gb,
                             args.array_parallelism)
         table = sweep(args.notebook, points, out, args.executor, args.jobs, opts, wait=not args.no_wait)
