@@ -161,6 +161,19 @@ from .train import OPTIMIZERS, SCHEDULES, TrainConfig
 __all__ = ["EXIT_STOPPED", "main_emp_ssl", "main_ssl", "main_supcon"]
 
 
+def report(args, model, splits, res, run_dir: Path, n_patches: int | None, **fields) -> int:
+    """summary.json and the printed summary of a pre-training run: ``fields``, the run's selection (best epoch,
+    its whole-image kNN on validation) and :func:`representation_summary` of the selected backbone."""
+    summary = {**fields, "run_dir": str(run_dir), "best_epoch": res.best_epoch, "val_knn": res.val["score"],
+               "train_seconds": res.seconds,
+               **representation_summary(model.backbone, splits, n_patches, args.seed,
+                                        run_dir / "projections.csv" if args.save_proj else None)}
+    write_json(run_dir / "summary.json", summary)
+    print(splits.describe())
+    print_summary(summary)
+    return 0
+
+
 def representation_summary(encoder, splits, n_patches: int | None, seed: int, save_proj: Path | None) -> dict:
     """The book's frozen-encoder protocol (:func:`patchnb.eval.evaluate_encoder`: val-selected linear probe
     scored once on test, weighted kNN, alignment / uniformity) on whole images, or with ``n_patches`` on
@@ -258,14 +271,7 @@ def _emp_body(argv) -> int:
         model = method.make_model(splits.shape[0], args.width, args.hidden_dim, args.out_dim)
     ckpts = BackboneCheckpoints(run_dir / "checkpoints", args.save_freq, args.epochs, {"method": method.name})
     res = train(args, model, splits, tcfg, method, run_dir, f"emp-ssl-{args.exp_name}", [ckpts])
-    summary = {"name": args.exp_name, "run_dir": str(run_dir), "best_epoch": res.best_epoch,
-               "val_knn_whole_image": res.val["score"], "train_seconds": res.seconds,
-               **representation_summary(model.backbone, splits, args.eval_patches or None, args.seed,
-                                        run_dir / "projections.csv" if args.save_proj else None)}
-    write_json(run_dir / "summary.json", summary)
-    print(splits.describe())
-    print_summary(summary)
-    return 0
+    return report(args, model, splits, res, run_dir, args.eval_patches or None, name=args.exp_name)
 
 
 def main_emp_ssl(argv=None) -> int:
@@ -444,14 +450,7 @@ def _ssl_body(argv) -> int:
     with seeded_init(args.seed):
         model = method.make_model(splits.shape[0], args.width, **model_kw)
     res = train(args, model, splits, tcfg, method, run_dir, f"ssl-{args.method}")
-    summary = {"method": args.method, "config": cfg["file"], "run_dir": str(run_dir), "best_epoch": res.best_epoch,
-               "val_knn": res.val["score"], "train_seconds": res.seconds,
-               **representation_summary(model.backbone, splits, None, args.seed,
-                                        run_dir / "projections.csv" if args.save_proj else None)}
-    write_json(run_dir / "summary.json", summary)
-    print(splits.describe())
-    print_summary(summary)
-    return 0
+    return report(args, model, splits, res, run_dir, None, method=args.method, config=cfg["file"])
 
 
 def main_ssl(argv=None) -> int:
