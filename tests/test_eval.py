@@ -379,7 +379,7 @@ def test_find_checkpoints_sorted_by_epoch(tmp_path):
 
 
 def test_sweep_command_line(tmp_path, capsys):
-    from patchnb.ssl.backbones import ResNet18
+    from patchnb.models import ResNet18
 
     run = tmp_path / "run"
     for e in (1, 2):

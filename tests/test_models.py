@@ -80,3 +80,34 @@ def test_layerwise_two_layers():
     assert frozen and not any(frozen)
     cnn = train_layerwise(x, lambda m: None, depth=2, kernel_sizes=(5, 3), n_centroids=(8, 8), vanilla=True)
     assert cnn[1][0](x[:2]).shape == (2, 10)
+
+
+def test_one_resnet18_for_ssl_and_vision():
+    """patchnb.models.ResNet18 is the backbone of the SSL methods and of the shape-bias `resnet`, with
+    PyTorch's default initialisation (convolutions in U(-1/sqrt(fan_in), 1/sqrt(fan_in)), BN at 1 / 0)."""
+    from patchnb import ssl
+    from patchnb.models import ResNet18
+    from patchnb.models.vision import ResNet, make_vision_model
+
+    assert ssl.ResNet18 is ResNet18
+    torch.manual_seed(0)
+    net = ResNet18(in_channels=3, width=4)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 32) and net.out_dim == 32
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            bound = 1 / (m.weight[0].numel() ** 0.5)
+            assert m.weight.abs().max() <= bound and m.weight.abs().max() > 0.5 * bound
+        if isinstance(m, torch.nn.BatchNorm2d):
+            assert torch.equal(m.weight, torch.ones_like(m.weight)) and torch.equal(m.bias, torch.zeros_like(m.bias))
+    vision = make_vision_model("resnet", 1, 10, 16, width=4)
+    assert isinstance(vision, ResNet) and isinstance(vision.backbone, ResNet18)
+    assert vision(torch.randn(2, 1, 16, 16)).shape == (2, 10)
+    torch.manual_seed(1)
+    a = ResNet(1, 10, 16, 4)
+    torch.manual_seed(1)
+    b = ResNet18(1, 4)
+    assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.backbone.state_dict().items())  # seed fixes the weights
+    with pytest.raises(ValueError, match="width"):
+        ResNet18(1, 0)
+    with pytest.raises(ValueError, match="blocks"):
+        ResNet18(1, 4, blocks=(2, 0))

@@ -18,7 +18,7 @@ from patchnb.ssl import (
     SimCLR,
     SupCon,
     knn_accuracy,
-    make_model,
+    make_ssl_model,
 )
 
 
@@ -86,7 +86,7 @@ def test_backbone_width_and_head():
     net = ResNet18(in_channels=1, width=4)
     assert net.out_dim == 32
     assert net(torch.rand(3, 1, 28, 28)).shape == (3, 32)
-    m = make_model(3, width=4, hidden_dim=16, out_dim=8, batchnorm=False)
+    m = make_ssl_model(3, width=4, hidden_dim=16, out_dim=8, batchnorm=False)
     x = torch.rand(2, 3, 16, 16)
     assert m(x).shape == (2, 32) and m(x, project=True).shape == (2, 8)
 
@@ -166,7 +166,7 @@ def test_moco_momentum_encoder_and_queue(splits):
     method.step(model, images, labels, splits, torch.Generator().manual_seed(1))
     assert int(model.queue_ptr) == (64 % 48)  # ring buffer wraps
     with pytest.raises(ValueError, match="queue"):
-        method.step(make_model(1, **SMALL), images, labels, splits, torch.Generator())
+        method.step(make_ssl_model(1, **SMALL), images, labels, splits, torch.Generator())
 
 
 def test_eqco_margin_is_used_by_moco():
@@ -195,7 +195,9 @@ def test_deepcluster_pseudo_labels_lower_loss_and_recluster(splits):
     model = method.make_model(1, **SMALL)
     assert model.projector.out_dim == 8
     method.recluster(model, splits)  # pseudo-labels fixed for the rest of this test
-    assert len(method._table) == len(set(_hash_list(splits))) and method._weights.shape == (8,)
+    state = method.state(model)
+    assert len(state.labels) == len(set(_hash_list(splits))) and state.weights.shape == (8,)
+    assert "pseudo_labels.labels" in model.state_dict() and "pseudo_labels.steps" in model.state_dict()
     batch = (splits.train.images[:32], splits.train.labels[:32])
     before = fixed_loss(method, model, batch, splits)
     result = train.fit(model, splits, train.TrainConfig(**CFG), method=method, name="deepcluster", progress=False)
@@ -203,12 +205,53 @@ def test_deepcluster_pseudo_labels_lower_loss_and_recluster(splits):
     assert after < before and 0 <= result.test["score"] <= 1
     # every epoch by default: a fresh method re-clusters after len(train) // batch steps
     fresh = DeepCluster(n_clusters=8, pca_dim=8, kmeans_iter=5)
+    fresh_model = fresh.make_model(1, **SMALL)
     calls = []
     fresh.recluster = lambda model, splits, _orig=fresh.recluster: (calls.append(1), _orig(model, splits))
     g = torch.Generator().manual_seed(0)
     for _ in range(5):
-        fresh.step(model, *batch, splits, g)
-    assert len(calls) == 2  # at step 0 and step 4 (128 // 32)
+        fresh.step(fresh_model, *batch, splits, g)
+    assert len(calls) == 2 and int(fresh.state(fresh_model).steps) == 5  # at step 0 and step 4 (128 // 32)
+    with pytest.raises(ValueError, match="make_model"):
+        fresh.step(make_ssl_model(1, **SMALL), *batch, splits, g)
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+class _KillAfter:
+    """A fit callback that interrupts the run after ``epoch`` (its checkpoint is already written)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, model, row, run_dir):
+        if epoch == self.epoch:
+            raise _Killed(f"killed after epoch {epoch}")
+
+
+def test_deepcluster_resume_equals_an_uninterrupted_run(splits, tmp_path):
+    """The pseudo-label table, class weights and step count are in the model's state_dict: a run killed
+    after its first epoch and resumed ends with the same weights and history as one never interrupted
+    (re-clustering every 3 steps, so across the epoch boundary of 4 steps)."""
+    cfg = train.TrainConfig(**CFG)
+
+    def run(run_dir, callbacks=()):
+        method = DeepCluster(n_clusters=6, pca_dim=8, kmeans_iter=5, recluster_every=3)
+        torch.manual_seed(0)
+        model = method.make_model(1, **SMALL)
+        return model, train.fit(model, splits, cfg, method=method, run_dir=run_dir, progress=False,
+                                callbacks=callbacks)
+
+    whole, whole_res = run(tmp_path / "whole")
+    with pytest.raises(_Killed):
+        run(tmp_path / "killed", callbacks=[_KillAfter(0)])
+    resumed, resumed_res = run(tmp_path / "killed")
+    assert [r["loss"] for r in resumed_res.history] == [r["loss"] for r in whole_res.history]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert int(b["pseudo_labels.steps"]) > 0 and len(b["pseudo_labels.labels"]) == len(set(_hash_list(splits)))
 
 
 def _hash_list(splits):

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import FASHION_MNIST_CLASSES, ImageData, Normalization, Splits, channel_stats, check_choice
+from ..filters import gaussian_blur
 
 KINDS = ("consistent", "stylized", "conflict")
 TEXTURES = ("stripes_h", "stripes_v", "stripes_diag", "stripes_anti", "checker", "dots", "rings", "grid",
@@ -120,15 +121,6 @@ def fit_masks(masks: torch.Tensor, image_size: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- textures
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="circular"), k.view(1, 1, 1, -1))
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="circular"), k.view(1, 1, -1, 1))
-
-
 def make_textures(texture_labels: torch.Tensor, size: int, generator: torch.Generator,
                   period: float = 5.0, jitter: float = 0.15) -> torch.Tensor:
     """Textures in ``[-1, 1]``, ``(N, size, size)`` float32, one procedural family per class
@@ -170,7 +162,9 @@ def make_textures(texture_labels: torch.Tensor, size: int, generator: torch.Gene
             ly = torch.cos(2 * math.pi * yy / (1.2 * p) + phase2) > 0.8
             t = torch.where(lx | ly, 1.0, -1.0)
         elif name == "blobs":
-            w = _gaussian_blur(torch.randn(m, 1, size, size, generator=generator), sigma=period / 3)[:, 0]
+            sigma = period / 3  # low-pass noise: radius 3 sigma, wrapping around (a periodic texture)
+            w = gaussian_blur(torch.randn(m, 1, size, size, generator=generator), sigma, max(1, int(3 * sigma)),
+                              "circular")[:, 0]
             w = w / w.flatten(1).std(1).clamp_min(1e-6)[:, None, None]
             t = torch.tanh(1.5 * w)
         else:  # speckle

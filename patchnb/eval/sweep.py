@@ -36,7 +36,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data import ImageData, Splits, load_splits
-from ..ssl.backbones import ResNet18
+from ..models.resnet import ResNet18
 from .features import BackboneError, cached_features, features, load_backbone
 from .probe import WEIGHT_DECAYS, linear_probe
 
@@ -211,7 +211,7 @@ def sweep_checkpoints(run_dir: str | Path, build_encoder: Callable[[], nn.Module
 
 def build_encoder_from(arch: str, in_channels: int, width: int = 16,
                        kwargs: dict | None = None) -> Callable[[], nn.Module]:
-    """A builder for ``--arch``: ``resnet18`` (the narrow ResNet-18 backbone of :mod:`patchnb.ssl`, features
+    """A builder for ``--arch``: ``resnet18`` (:class:`patchnb.models.ResNet18`, features
     ``8 * width``) or ``package.module:callable`` (called with ``kwargs``)."""
     kwargs = dict(kwargs or {})
     if arch == "resnet18":
@@ -239,7 +239,7 @@ def _parser() -> argparse.ArgumentParser:
     a("--test-size", type=int, default=None)
     a("--mean", type=float, nargs="+", default=None, help="per-channel mean of the normalisation (with --std)")
     a("--std", type=float, nargs="+", default=None)
-    a("--arch", default="resnet18", help="'resnet18' (patchnb.ssl backbone) or 'package.module:callable'")
+    a("--arch", default="resnet18", help="'resnet18' (patchnb.models.ResNet18) or 'package.module:callable'")
     a("--width", type=int, default=16, help="width of the resnet18 backbone")
     a("--arch-kwargs", default=None, help="YAML/JSON dict of keyword arguments for a 'module:callable' arch")
     a("--weight-decays", type=float, nargs="+", default=list(WEIGHT_DECAYS), help="L2 grid searched on validation")

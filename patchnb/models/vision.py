@@ -1,8 +1,8 @@
 """Small-image vision backbones of the shape-vs-texture chapter, with one constructor signature
 ``Model(in_channels, n_classes, image_size, width)``:
 
-* :class:`ResNet`: torchvision's ResNet-18 (He et al., CVPR 2016) adapted to 28-32 px inputs (3x3
-  stride-1 stem, no max-pool) with a ``width`` option (``64`` is the standard network);
+* :class:`ResNet`: the package's ResNet-18 (He et al., CVPR 2016; :mod:`patchnb.models.resnet`) for
+  28-32 px inputs (3x3 stride-1 stem, no max-pool) with a ``width`` option (``64`` is the standard network);
 * :class:`ConvNeXt`: ConvNeXt blocks (Liu et al., CVPR 2022: 7x7 depthwise conv, LayerNorm,
   inverted MLP, layer scale) on a 2x2 patchify stem;
 * :class:`ViT`: a Vision Transformer (Dosovitskiy et al., ICLR 2021) with a class token, learned
@@ -14,7 +14,7 @@ Every model is a :class:`VisionModel` = ``backbone`` (images -> ``(B, out_dim)``
 linear ``head``. :func:`freeze_backbone` freezes the backbone *including* its BatchNorm running
 statistics and dropout (the seed's ``--frozen`` only cleared ``requires_grad``, so BN statistics
 kept drifting in ``train()`` mode); :func:`replace_head` puts a new head for a second task.
-:func:`make_model` builds any of them by name, and any timm model when timm is installed.
+:func:`make_vision_model` builds any of them by name, and any timm model when timm is installed.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .resnet import ResNet18
 
 MODELS = ("resnet", "convnext", "vit", "coatnet")
 
@@ -84,29 +86,15 @@ def replace_head(model: VisionModel, n_classes: int) -> VisionModel:
 
 
 class ResNet(VisionModel):
-    """torchvision ResNet-18 for small images: 3x3 stride-1 stem, no max-pool, stage widths
-    ``width * (1, 2, 4, 8)`` (``width=64`` is the standard network)."""
+    """ResNet-18 for small images (:class:`patchnb.models.ResNet18`: 3x3 stride-1 stem, no max-pool, stage
+    widths ``width * (1, 2, 4, 8)``, PyTorch's default initialisation) + a linear head; ``width=64`` is
+    the standard network."""
 
     def __init__(self, in_channels: int = 1, n_classes: int = 10, image_size: int = 32, width: int = 16,
                  blocks: tuple[int, ...] = (2, 2, 2, 2)):
-        from torchvision.models.resnet import BasicBlock
-        from torchvision.models.resnet import ResNet as TVResNet
-
         _check(in_channels, n_classes, image_size, width)
-        net = TVResNet(BasicBlock, list(blocks))
-        net.inplanes = width
-        net.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
-        net.bn1 = nn.BatchNorm2d(width)
-        net.maxpool = nn.Identity()
-        net.layer1 = net._make_layer(BasicBlock, width, blocks[0])
-        net.layer2 = net._make_layer(BasicBlock, 2 * width, blocks[1], stride=2)
-        net.layer3 = net._make_layer(BasicBlock, 4 * width, blocks[2], stride=2)
-        net.layer4 = net._make_layer(BasicBlock, 8 * width, blocks[3], stride=2)
-        net.fc = nn.Identity()
-        for m in net.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        super().__init__(net, 8 * width, n_classes)
+        backbone = ResNet18(in_channels, width, tuple(blocks))
+        super().__init__(backbone, backbone.out_dim, n_classes)
 
 
 # ----------------------------------------------------------------------------- ConvNeXt
@@ -317,7 +305,7 @@ class _TimmBackbone(nn.Module):
 
 
 def _timm_model(name: str, in_channels: int, n_classes: int, image_size: int, **kwargs) -> VisionModel:
-    import timm
+    import timm  # optional dependency (pip install timm): imported only when a timm model is asked for
 
     try:
         net = timm.create_model(name, pretrained=False, num_classes=0, in_chans=in_channels, img_size=image_size,
@@ -329,13 +317,13 @@ def _timm_model(name: str, in_channels: int, n_classes: int, image_size: int, **
 
 def _timm_names() -> list[str] | None:
     try:
-        import timm
+        import timm  # optional dependency
     except ImportError:
         return None
     return timm.list_models()
 
 
-def make_model(name: str, in_channels: int = 1, n_classes: int = 10, image_size: int = 32,
+def make_vision_model(name: str, in_channels: int = 1, n_classes: int = 10, image_size: int = 32,
                width: int | None = None, **kwargs) -> VisionModel:
     """Build ``resnet``, ``convnext``, ``vit`` or ``coatnet`` (``width=None`` keeps the model's
     default), or a timm architecture (``"timm:<name>"`` or a plain timm name) when timm is installed;
@@ -362,4 +350,4 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 __all__ = ["MODELS", "CoAtNet", "ConvNeXt", "ResNet", "ViT", "VisionModel", "count_parameters", "freeze_backbone",
-           "make_model", "replace_head"]
+           "make_vision_model", "replace_head"]

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from ..filters import gaussian_blur
+
 
 def _check_prob(name: str, p: float) -> None:
     if not 0.0 <= p <= 1.0:
@@ -160,7 +162,7 @@ class Augment:
         if c == 3 and self.grayscale_prob > 0:
             x = torch.where(gray_p, _gray(x).expand_as(x), x)
         if self.blur_prob > 0:
-            x = torch.where(blur_p, _gaussian_blur(x, sigma.view(b)), x)
+            x = torch.where(blur_p, gaussian_blur(x, sigma.view(b), _blur_radius(x), "reflect"), x)
         if self.solarize_prob > 0:
             x = torch.where(sol_p & (x >= self.solarize_threshold), 1 - x, x)
         return x
@@ -187,18 +189,10 @@ def _hue_shift(x: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,bjhw->bihw", to_rgb, yiq)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Separable Gaussian blur with a per-image ``sigma`` (B,), kernel ~10% of the image side (odd,
-    >= 3), reflect padding; one grouped convolution per direction."""
-    b, c, h, w = x.shape
-    k = max(3, int(0.1 * min(h, w)) // 2 * 2 + 1)
-    r = torch.arange(k, device=x.device, dtype=x.dtype) - k // 2
-    ker = torch.exp(-(r[None] ** 2) / (2 * sigma.view(-1, 1) ** 2))
-    ker = (ker / ker.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (B*C, k)
-    y = x.reshape(1, b * c, h, w)
-    y = F.conv2d(F.pad(y, (k // 2, k // 2, 0, 0), mode="reflect"), ker.view(b * c, 1, 1, k), groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, k // 2, k // 2), mode="reflect"), ker.view(b * c, 1, k, 1), groups=b * c)
-    return y.view(b, c, h, w)
+def _blur_radius(x: torch.Tensor) -> int:
+    """SimCLR's blur kernel: ~10% of the image side, odd, at least 3 taps (radius >= 1)."""
+    k = max(3, int(0.1 * min(x.shape[-2:])) // 2 * 2 + 1)
+    return k // 2
 
 
 def normalize(x: torch.Tensor, norm) -> torch.Tensor:

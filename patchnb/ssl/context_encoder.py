@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.resnet import ResNet18
 from .augment import normalize
-from .backbones import ResNet18
 from .methods import METHODS, SSLModel, _device, _Method
 
 

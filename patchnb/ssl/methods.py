@@ -33,8 +33,9 @@ from ..losses import (
     supcon,
     uniformity,
 )
+from ..models.resnet import ResNet18
 from .augment import Augment, normalize
-from .backbones import ProjectionHead, ResNet18
+from .heads import ProjectionHead
 from .knn import knn_accuracy
 
 
@@ -80,7 +81,7 @@ class SSLModel(nn.Module):
         self.queue_ptr.fill_(int((self.queue_ptr + len(k)) % self.queue_size))
 
 
-def make_model(in_channels: int = 1, width: int = 16, hidden_dim: int = 512, out_dim: int = 128,
+def make_ssl_model(in_channels: int = 1, width: int = 16, hidden_dim: int = 512, out_dim: int = 128,
                batchnorm: bool = True, queue_size: int = 0) -> SSLModel:
     """Narrow CIFAR-style ResNet-18 (features ``8 * width``) + MLP projection head."""
     backbone = ResNet18(in_channels, width)
@@ -107,7 +108,7 @@ class _Method:
 
     def make_model(self, in_channels: int = 1, width: int = 16, hidden_dim: int = 512, out_dim: int = 128,
                    batchnorm: bool = True) -> SSLModel:
-        return make_model(in_channels, width, hidden_dim, out_dim, batchnorm)
+        return make_ssl_model(in_channels, width, hidden_dim, out_dim, batchnorm)
 
     def views(self, images: torch.Tensor, splits, generator, device, n: int = 2) -> list[torch.Tensor]:
         """``n`` independently augmented, normalised views of a uint8 batch."""
@@ -227,7 +228,7 @@ class MoCoV2(_Method):
 
     def make_model(self, in_channels: int = 1, width: int = 16, hidden_dim: int = 512, out_dim: int = 128,
                    batchnorm: bool = True) -> SSLModel:
-        return make_model(in_channels, width, hidden_dim, out_dim, batchnorm, queue_size=self.queue_size)
+        return make_ssl_model(in_channels, width, hidden_dim, out_dim, batchnorm, queue_size=self.queue_size)
 
     def effective_margin(self) -> float:
         if self.eqco_alpha is not None:
