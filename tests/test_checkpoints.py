@@ -213,3 +213,56 @@ class _no_warning:
 
     def __exit__(self, *exc):
         return self._ctx.__exit__(*exc)
+
+
+# ----------------------------------------------------------------------------- real kills
+
+_RUN = """
+import sys
+import torch
+torch.set_num_threads(1)
+from patchnb import data, train
+from tests.test_train import CFG, tiny_model
+splits = data.load_splits("synthetic", train_size=256, val_size=64, test_size=64)
+train.fit(tiny_model(), splits, train.TrainConfig(**{**CFG, "epochs": 30, "milestones": (20,)}), run_dir=sys.argv[1],
+          progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_resume_after_kill_9_is_bit_identical(tmp_path):
+    """SIGKILL a training process at random moments (mid-step, mid-save), resume each time; the final
+    result.pt equals an uninterrupted run's, bit for bit."""
+    import os
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PATCHNB_CACHE": str(tmp_path / "cache")}
+    run = lambda d: subprocess.Popen([sys.executable, "-c", _RUN, str(d)], cwd=root, env=env)  # noqa: E731
+    assert run(tmp_path / "full").wait(timeout=600) == 0
+    rng, kills = random.Random(0), 0
+    for _ in range(4):
+        proc = run(tmp_path / "killed")
+        last = tmp_path / "killed" / "last.pt"
+        seen = last.stat().st_mtime_ns if last.exists() else None
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:  # wait for one new checkpoint, then kill
+            if last.exists() and last.stat().st_mtime_ns != seen:
+                time.sleep(rng.uniform(0, 0.15))
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+        kills += proc.wait() == -signal.SIGKILL
+    assert kills >= 3 and not (tmp_path / "killed" / "result.pt").exists()
+    assert run(tmp_path / "killed").wait(timeout=600) == 0
+    full, killed = (train.load_checkpoint(tmp_path / d / "result.pt") for d in ("full", "killed"))
+    strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "images_per_second", "run_dir", "run_id")}  # noqa: E731
+    assert [h["loss"] for h in killed["result"]["history"]] == [h["loss"] for h in full["result"]["history"]]
+    a, b = strip(full["result"]), strip(killed["result"])
+    assert torch.equal(a["test"].pop("predictions"), b["test"].pop("predictions")) and a == b
+    assert all(torch.equal(full["model"][k], killed["model"][k]) for k in full["model"])
