@@ -3,7 +3,7 @@
 * :class:`SlurmOptions`: what each job asks for (partition, time, cpus, gpus, memory, array throttling).
 * :func:`submit` submits calls of a function as one job array (``submitit.AutoExecutor(cluster="slurm")``
   run with this interpreter, so a venv's python runs the jobs); a missing or failing ``sbatch`` is one
-  :class:`~patchnb.sweep.SweepError` naming the command.
+  :class:`SlurmError` naming the command.
 * :func:`states` asks ``squeue`` (then ``sacct``, where accounting is on) what became of jobs, and
   :func:`wait` polls until each job has a result or has left the queue without one. Neither needs
   Slurm's accounting database (submitit's own waiting does: without ``sacct`` it never sees a job die).
@@ -23,12 +23,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .checks import check_float, check_int
-from .sweep import SweepError
 
 # job states in which a job may still produce its result
 LIVE_STATES = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
                "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "PREEMPTED"}
 TOOLS = ("sbatch", "srun", "squeue")
+
+
+class SlurmError(ValueError):
+    """Slurm cannot be reached: a client command is missing or fails (one line naming it)."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,10 @@ class SlurmOptions:
 
 
 def check_tools() -> None:
-    """Slurm's client commands are on PATH, else a one-line :class:`SweepError` naming the missing one."""
+    """Slurm's client commands are on PATH, else a one-line :class:`SlurmError` naming the missing one."""
     for tool in TOOLS:
         if shutil.which(tool) is None:
-            raise SweepError(f"Slurm is not reachable: no `{tool}` on PATH (the slurm executor submits with "
+            raise SlurmError(f"Slurm is not reachable: no `{tool}` on PATH (the slurm executor submits with "
                              "sbatch; run this on a Slurm login node, or use --executor local)")
 
 
@@ -79,7 +82,7 @@ def submit(fn: Callable, calls: list[tuple], folder: Path, opts: SlurmOptions, n
     except (FailedJobError, FailedSubmissionError, OSError, RuntimeError) as e:
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "error" in ln.lower() and "sbatch" in ln.lower()), None)
-        raise SweepError(f"Slurm is not reachable: `sbatch` failed: "
+        raise SlurmError(f"Slurm is not reachable: `sbatch` failed: "
                          f"{detail or (lines[-1] if lines else type(e).__name__)}") from e
     return [(str(job.job_id), str(job.paths.stdout)) for job in jobs]
 
@@ -133,7 +136,7 @@ def wait(jobs: dict[str, str], has_result: Callable[[str], bool], on_ended: Call
             now = states(jobs[k] for k in left)
             failures = failures + 1 if now is None else 0
             if failures > 30:
-                raise SweepError("Slurm is not reachable: `squeue` keeps failing while waiting for the jobs")
+                raise SlurmError("Slurm is not reachable: `squeue` keeps failing while waiting for the jobs")
             for k in sorted(left) if now is not None else []:
                 state = now.get(jobs[k], "GONE")
                 if is_live(state):

@@ -21,6 +21,7 @@ parameters into one table (``results.csv``, and ``results.parquet`` with pyarrow
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -49,6 +50,17 @@ RESULTS = "results"
 
 class SweepError(ValueError):
     """A sweep that cannot run as asked: bad grid, unreachable Slurm, failed points (one line)."""
+
+
+@contextlib.contextmanager
+def _slurm_errors():
+    """:class:`patchnb.slurm.SlurmError` (Slurm unreachable) raised as a :class:`SweepError`."""
+    from .slurm import SlurmError
+
+    try:
+        yield
+    except SlurmError as e:
+        raise SweepError(str(e)) from e
 
 
 # ----------------------------------------------------------------------------- grids
@@ -236,7 +248,8 @@ def _submit_slurm(out: Path, pids: list[str], opts, name: str) -> list[str]:
     and log. Returns the job ids."""
     from . import slurm
 
-    submitted = slurm.submit(run_point, [(str(out), pid) for pid in pids], out / "logs", opts, name)
+    with _slurm_errors():
+        submitted = slurm.submit(run_point, [(str(out), pid) for pid in pids], out / "logs", opts, name)
     for pid, (job_id, log) in zip(pids, submitted):
         rec = _read_json(_record_path(out, pid))
         rec.update(job_id=job_id, log=log)
@@ -279,7 +292,8 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
     for point in points:
         check_parameters(source, point)
     if executor == "slurm":
-        slurm_.check_tools()
+        with _slurm_errors():
+            slurm_.check_tools()
     out = Path(out) if out else default_out(source, points)
     (out / "logs").mkdir(parents=True, exist_ok=True)
     with FileLock(out / ".sweep.lock"):  # two submissions of one sweep never run a point twice
@@ -322,9 +336,10 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
         return None
     if executor == "slurm":
         params_of = {point_id(p): p for p in points}
-        slurm_.wait({pid: _read_json(_record_path(out, pid))["job_id"] for pid in params_of},
-                    has_result=lambda pid: _has_result(out, pid, params_of[pid]),
-                    on_ended=lambda pid, state: _mark_dead(out, pid, state), desc="sweep (slurm)")
+        with _slurm_errors():
+            slurm_.wait({pid: _read_json(_record_path(out, pid))["job_id"] for pid in params_of},
+                        has_result=lambda pid: _has_result(out, pid, params_of[pid]),
+                        on_ended=lambda pid, state: _mark_dead(out, pid, state), desc="sweep (slurm)")
     return collect(out)
 
 
