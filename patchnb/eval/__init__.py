@@ -20,16 +20,10 @@ Every checkpoint of a run folder: :func:`sweep_checkpoints` or ``patchnb sweep-c
 
 from ..metrics import KNNResult, knn_classifier, knn_classify
 from .features import BackboneError, cached_features, features, load_backbone, save_backbone
-from .geometry import (
-    alignment_uniformity,
-    confusion_figure,
-    kernel_figure,
-    load_projections,
-    query_figure,
-    rotation_test,
-    save_projections,
-)
+from .figures import confusion_figure, kernel_figure, query_figure
+from .geometry import alignment_uniformity, rotation_test
 from .probe import ProbeResult, classification_metrics, confusion_matrix, linear_probe
+from .projections import load_projections, save_projections
 from .protocol import FeatureMap, evaluate_encoder
 from .representation import evaluate_representation
 from .sweep import SweepError, SweepResult, find_checkpoints, sweep_checkpoints
