@@ -14,18 +14,10 @@ from patchnb.cli_vision import combine, main
 from patchnb.data import ImageData, Normalization, Splits
 from patchnb.eval import load_backbone
 from patchnb.models.vision import make_vision_model
+from tests.test_cli_ssl import one_thread  # noqa: F401  (autouse: one torch thread)
 
 STIMULI = "--masks synthetic --masks-per-class 6 --test-masks-per-class 3 --n-train 64 --n-val 32 --n-test 32 " \
           "--n-conflict 40 --image-size 16 --width 4 --epochs 2 --batch-size 32 --device cpu"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared machine: one intra-op thread is several times faster than many."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def summary(folder) -> dict:
