@@ -1,11 +1,13 @@
 """``patchnb train``: the experiments of Brutzkus et al., "Efficient Learning of CNNs using Patch Based
 Features" (ICML 2022), from the command line; the equivalent of the original ``main.py``.
 
-One configuration (:class:`ExperimentConfig`) builds the model (locally linear network with Phi_full /
-Phi_hard / ablations, the vanilla CNN, the layerwise deep version, or the VGG-like baseline), builds the
-patch dictionary, and trains with :func:`patchnb.train.fit` (validation-selected model, one test
-evaluation, run records and resumable checkpoints in the run folder). The chapter notebooks call
-:func:`run_experiment` with the same configuration, so the book and the command line share one path.
+This module only parses options: they become one
+:class:`~patchnb.experiments.patch.network.RunConfig`, which
+:func:`~patchnb.experiments.patch.network.run_network` (the chapter's run recipe) turns into a patch
+dictionary and a model (locally linear network with Phi_full / Phi_hard / ablations, the vanilla CNN,
+the layerwise deep version, or the VGG-like baseline) trained with :func:`patchnb.train.fit`
+(validation-selected model, one test evaluation, run records and resumable checkpoints in the run
+folder). The chapter's notebooks run the same recipe, so the book and the command line share one path.
 
 Options of the original ``main.py`` and their names here:
 
@@ -51,19 +53,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from .data import Splits, check_choice, load_splits
-from .embedding import MODES
-from .models import VGGLike, train_layerwise
-from .models.patch import seeded_init
-from .train import Classification, TrainConfig, fit
-
-MODELS = ("patch", "vgg")
-EMBEDDINGS = (*MODES, "conv")
-DICTIONARIES = ("kmeans", "gaussian")
+from .experiments.patch.network import DICTIONARIES, EMBEDDINGS, MODELS, WHITENINGS, RunConfig, run_network
 
 # The seed README's commands (paper defaults) and their equivalents here.
 README_COMMANDS = {
@@ -98,142 +91,6 @@ README_COMMANDS = {
 }
 
 
-@dataclass
-class ExperimentConfig:
-    """One run of the patch paper's experiments (defaults: the paper's, CIFAR-10). Per-layer fields are
-    lists with one entry per layer; ``None`` means the paper's default for the depth (Table 4 for
-    depth > 1: kernels 5,3,3,3, k 256,128,128,128, pool/BN after layer 1 only)."""
-
-    model: str = "patch"
-    embedding: str = "full"
-    dictionary: str = "kmeans"
-    whitening: str = "pca"
-    n_centroids: int = 1024
-    n_patches: int = 262144
-    k: list[int] | None = None
-    kernel_size: list[int] | None = None
-    depth: int = 1
-    avg_pool: list[bool] | None = None
-    pool_size: int = 4
-    pool_stride: int = 4
-    batch_norm: list[bool] | None = None
-    bottleneck: bool = True
-    bottleneck_dim: int = 32
-    relu_after_bottleneck: bool = False
-    width: int = 1024
-    padding: list[int] | None = None
-    mlp_hidden_layers: int = 1
-    kmeans_iters: int = 20
-    dataset: str = "cifar10"
-    data_root: str | None = None
-    train_size: int | None = None
-    val_size: int | None = None
-    test_size: int | None = None
-    augment: bool = True
-    epochs: int = 200
-    batch_size: int = 64
-    lr: float = 0.003
-    momentum: float = 0.9
-    milestones: list[int] = field(default_factory=lambda: [100, 150])
-    seed: int = 0
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        check_choice("model", self.model, MODELS)
-        check_choice("embedding", self.embedding, EMBEDDINGS)
-        check_choice("dictionary", self.dictionary, DICTIONARIES)
-        check_choice("whitening", self.whitening, ("pca", "zca", "none"))
-        if self.depth < 1:
-            raise ValueError(f"depth={self.depth} must be >= 1")
-        for name in ("k", "kernel_size", "avg_pool", "batch_norm", "padding"):
-            v = getattr(self, name)
-            if v is not None and len(v) not in (1, self.depth):
-                raise ValueError(f"{name} has {len(v)} entries but depth={self.depth}; give one or one per layer")
-        if self.model == "vgg" and self.embedding != "full":
-            raise ValueError("embedding applies to --model patch only; the VGG baseline is a plain CNN")
-        if self.depth > 1 and self.model == "patch" and self.dictionary == "gaussian" and self.embedding == "conv":
-            raise ValueError("dictionary='gaussian' has no meaning with embedding='conv'")
-
-    def layers(self, name: str, default1, table4) -> list:
-        """The per-layer list of ``name``: given, broadcast, or the paper's default for the depth."""
-        v = getattr(self, name)
-        if v is None:
-            return [default1] if self.depth == 1 else list(table4[:self.depth]) + [table4[-1]] * (self.depth - 4)
-        return list(v) * self.depth if len(v) == 1 and self.depth > 1 else list(v)
-
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, momentum=self.momentum,
-                           milestones=tuple(self.milestones), seed=self.seed, device=self.device)
-
-
-def load_data(cfg: ExperimentConfig) -> Splits:
-    return load_splits(cfg.dataset, root=cfg.data_root, train_size=cfg.train_size, val_size=cfg.val_size,
-                       test_size=cfg.test_size)
-
-
-def _summary(result, depth: int) -> dict:
-    return {"depth": depth, "test_acc": result.test["score"], "val_acc": result.val["score"],
-            "final_val_acc": result.final_val.get("score"), "best_epoch": result.best_epoch,
-            "seconds": result.seconds, "images_per_second": result.images_per_second,
-            "history": [{k: v for k, v in row.items() if isinstance(v, (int, float))} for row in result.history]}
-
-
-def run_experiment(cfg: ExperimentConfig, splits: Splits | None = None, run_dir: str | Path | None = None,
-                   progress: bool = True) -> dict:
-    """Build the dictionary and model of ``cfg`` and train it with :func:`patchnb.train.fit` (one fit per
-    layer for the layerwise patch model). Returns ``{"config", "results": [per-depth dict with test_acc
-    (validation-selected model), val_acc, final_val_acc, best_epoch, seconds, images_per_second,
-    history], "first_conv" (the learnable first-layer kernels or None), "dictionary" (layer 1's, or
-    None), "seconds" (wall-clock including the dictionary)}``."""
-    t0 = time.perf_counter()
-    splits = splits or load_data(cfg)
-    shape, n_classes = splits.shape, len(splits.classes)
-    tcfg = cfg.train_config()
-    method = Classification(pad=4 if cfg.augment else 0, flip=cfg.augment)
-    run_dir = Path(run_dir) if run_dir else None
-    extra = {"experiment": asdict(cfg)}
-    out = {"config": asdict(cfg), "results": [], "first_conv": None, "dictionary": None}
-
-    def train(model, depth):
-        sub = run_dir / f"depth{depth}" if run_dir and cfg.depth > 1 else run_dir
-        res = fit(model, splits, tcfg, method, run_dir=sub, name=f"{cfg.model}-{cfg.embedding}-d{depth}",
-                  extra_config=extra, progress=progress)
-        out["results"].append(_summary(res, depth))
-        return res
-
-    kernel_sizes = cfg.layers("kernel_size", 5, (5, 3, 3, 3))
-    use_bn = cfg.layers("batch_norm", True, (True, False, False, False))
-    if cfg.model == "vgg":
-        pool = cfg.layers("avg_pool", True, (True, False, False, False))
-        with seeded_init(cfg.seed):
-            model = VGGLike(shape, n_classes, cfg.depth, cfg.width, kernel_sizes,
-                            cfg.layers("padding", 0, (0,) * 4), use_bn, pool[0], cfg.pool_size, cfg.pool_stride,
-                            cfg.bottleneck_dim, cfg.relu_after_bottleneck, cfg.mlp_hidden_layers)
-        train(model, cfg.depth)
-        out["first_conv"] = model.features[0].weight.detach().clone()
-    else:
-        images = splits.norm(splits.train.images)
-        ks = cfg.layers("k", 256, (256, 128, 128, 128))
-        pool = cfg.layers("avg_pool", True, (True, False, False, False))
-        head = dict(use_bottleneck=cfg.bottleneck, bottleneck=cfg.bottleneck_dim,
-                    relu_after_bottleneck=cfg.relu_after_bottleneck)
-        vanilla = cfg.embedding == "conv"
-        mode = "full" if vanilla else cfg.embedding
-        counter = iter(range(1, cfg.depth + 1))
-        layers = train_layerwise(images, lambda m: train(m, next(counter)), n_classes, cfg.depth, kernel_sizes, ks,
-                                 cfg.n_centroids, cfg.n_patches, mode, pool, use_bn, cfg.pool_size,
-                                 cfg.pool_stride, cfg.whitening, cfg.seed, vanilla, cfg.kmeans_iters,
-                                 random_gaussian=cfg.dictionary == "gaussian", **head)
-        first = layers[0][0]
-        conv = first.conv if vanilla else getattr(first.embedding, "conv", None)
-        out["first_conv"] = conv.weight.detach().clone() if conv is not None else None
-        if not vanilla:
-            emb = first.embedding
-            out["dictionary"] = {"kernel": emb.kernel.clone(), "bias": emb.bias.clone()}
-    out["seconds"] = time.perf_counter() - t0
-    return out
-
-
 # ----------------------------------------------------------------------------- command line
 
 
@@ -247,7 +104,7 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = ExperimentConfig()
+    d = RunConfig()
     p = argparse.ArgumentParser(prog="patchnb train", description="Train the patch-based network (Brutzkus et "
                                 "al., ICML 2022) or its CNN baselines; see the module docstring for the mapping "
                                 "from the original main.py options.")
@@ -257,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
       help="full: Phi_full; hard: Phi_hard; conv: learnable conv + ReLU (vanilla CNN); simple, triangle, kth: "
            "ablations")
     a("--dictionary", choices=DICTIONARIES, default=d.dictionary, help="k-means of whitened patches or gaussian")
-    a("--whitening", choices=("pca", "zca", "none"), default=d.whitening)
+    a("--whitening", choices=WHITENINGS, default=d.whitening)
     a("--n-centroids", type=int, default=d.n_centroids, help="dictionary size N (the CNN width for --embedding conv)")
     a("--n-patches", type=int, default=d.n_patches, help="patches sampled for k-means")
     a("--k", type=int, nargs="+", help="neighbours per layer (default 256; Table 4: 256 128 128 128)")
@@ -293,10 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_config(argv: list[str] | None = None) -> tuple[ExperimentConfig, argparse.Namespace]:
+def parse_config(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     args = build_parser().parse_args(argv)
-    names = {f.name for f in fields(ExperimentConfig)}
-    cfg = ExperimentConfig(**{k: v for k, v in vars(args).items() if k in names})
+    names = {f.name for f in fields(RunConfig)}
+    cfg = RunConfig(**{k: v for k, v in vars(args).items() if k in names})
     return cfg, args
 
 
@@ -312,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asdict(cfg), indent=1))
         return 0
     run_dir = Path(args.run_dir or Path("runs") / name.replace(" ", "_").replace("/", "_"))
-    out = run_experiment(cfg, run_dir=run_dir)
+    out = run_network(cfg, run_dir=run_dir)
     summary = {"name": name, "config": out["config"], "seconds": out["seconds"],
                "results": [{k: v for k, v in r.items() if k != "history"} for r in out["results"]]}
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -162,6 +162,22 @@ class StackedNetwork(nn.Module):
         return self.top.features(self.prefix(x))
 
 
+#: Per-layer defaults of the deep version (Brutzkus et al. 2022, Table 4, at the paper's N = 1024
+#: centroids): patch size, neighbours k, AvgPool and BatchNorm after each layer. Written once here; the
+#: command line, the Table 4 recipe and :func:`train_layerwise` read them through :func:`table4_layers`.
+TABLE4_LAYERS = {"kernel_size": (5, 3, 3, 3), "k": (256, 128, 128, 128), "avg_pool": (True, False, False, False),
+                 "batch_norm": (True, False, False, False)}
+
+
+def table4_layers(name: str, depth: int) -> list:
+    """Table 4's ``name`` (a key of :data:`TABLE4_LAYERS`) for ``depth`` layers: cut to ``depth``, or
+    extended by repeating the last layer's value."""
+    if name not in TABLE4_LAYERS:
+        raise ValueError(f"{name!r} has no Table 4 default; known: {sorted(TABLE4_LAYERS)}")
+    values = TABLE4_LAYERS[name]
+    return list(values[:depth]) + [values[-1]] * max(0, depth - len(values))
+
+
 def _per_layer(name: str, value, depth: int) -> list:
     values = list(value) if isinstance(value, (list, tuple)) else [value] * depth
     if len(values) != depth:
@@ -186,18 +202,15 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
     ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU); ``random_gaussian=True``
     uses gaussian dictionaries (the Table 1 ablation). Per-layer arguments
     (kernel sizes, k, pooling, BN, N, n_patches) take one entry per layer; left out, Table 4's
-    (kernels 5,3,3,3; k 256,128,128,128; pool/BN only after layer 1) cut to ``depth``. Returns [(model, result)]
+    (:data:`TABLE4_LAYERS`) cut to ``depth``. Returns [(model, result)]
     for depths 1..depth.
     """
     if depth < 1:
         raise ValueError(f"depth={depth} must be >= 1")
-    def table4(values, last):
-        return list(values[:depth]) + [last] * max(0, depth - len(values))
-
-    kernel_sizes = table4((5, 3, 3, 3), 3) if kernel_sizes is None else kernel_sizes
-    ks = table4((256, 128, 128, 128), 128) if ks is None else ks
-    use_pool = table4((True,), False) if use_pool is None else use_pool
-    use_batch_norm = table4((True,), False) if use_batch_norm is None else use_batch_norm
+    kernel_sizes = table4_layers("kernel_size", depth) if kernel_sizes is None else kernel_sizes
+    ks = table4_layers("k", depth) if ks is None else ks
+    use_pool = table4_layers("avg_pool", depth) if use_pool is None else use_pool
+    use_batch_norm = table4_layers("batch_norm", depth) if use_batch_norm is None else use_batch_norm
     kernel_sizes, ks = _per_layer("kernel_sizes", kernel_sizes, depth), _per_layer("ks", ks, depth)
     use_pool, use_batch_norm = _per_layer("use_pool", use_pool, depth), _per_layer("use_batch_norm", use_batch_norm,
                                                                                    depth)

@@ -1,5 +1,6 @@
 """The patch chapter (Brutzkus et al., ICML 2022) at smoke scale: glued accuracies are percentages
-with a spread, and every verdict in the prose agrees with the glued numbers it is computed from."""
+with a spread, and every verdict in the prose agrees with the glued numbers it is computed from. The
+recipes' recorded numbers are pinned in tests/experiments/test_patch_*.py."""
 
 import re
 
@@ -28,7 +29,8 @@ def test_patch_table1(glued):
     check(g, "claim_clustered_full", "acc_full_clustered", "acc_full_random")
     check(g, "claim_clustered_hard", "acc_hard_clustered", "acc_hard_random")
     check(g, "claim_full_hard", "acc_full_clustered", "acc_hard_clustered")
-    assert g["claim_90"] == ("holds" if acc(g["acc_full_clustered"]) >= 90 else "does not hold")
+    target = float(g["target_acc"].rstrip("%"))
+    assert g["claim_90"] == ("holds" if acc(g["acc_full_clustered"]) >= target else "does not hold")
     assert "tab_table1" in g
 
 

@@ -1,0 +1,146 @@
+"""Figures 6, 8 and 9 of Brutzkus et al., "Efficient Learning of CNNs using Patch Based Features"
+(ICML 2022): kernels, neighbours and dictionary size.
+
+What the recipe does:
+
+* Figure 6 (App. C.4): the first 16 first-layer kernels of the vanilla one-hidden-layer CNN (Table 1's
+  run, shared through the run cache) beside 16 centroids of a k-means dictionary of ZCA-whitened
+  patches (:func:`patchnb.embedding.build_dictionary`, the chapter's N, patches and k-means iterations);
+* Figure 8 (App. C.5): Phi_full's test accuracy for each k in ``ks`` at the chapter's N;
+* Figure 9 (App. C.5): for each dictionary size N in ``ns`` with k = N/4 and ``n_patches`` scaled with N
+  (at most the paper's 256 N).
+
+Each run is Phi_full with a clustered dictionary and the paper's head at the chapter's budget; the
+point k = the chapter's k (and N = the chapter's N) is Table 1's Phi_full run. The page checks that an
+intermediate k works best (an interior optimum) and that the largest N beats the smallest.
+
+Deviations from the original: those of :mod:`.network`; ``curve_seeds`` limits the curves to the first
+seeds (cpu scale: one seed per point, to fit the chapter's time budget), and the k and N grids are
+shorter below ``paper`` scale (the paper: k = 1..1024, N = 1024..16384).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ...book import pm
+from ...cache import cached
+from ...checks import check_int
+from ...embedding import build_dictionary
+from ...plots import patch_rows
+from ..base import Result
+from . import table1
+from .network import ChapterConfig, cached_run, page_text, presets, run_variants, summarise, verdict, word
+
+PATCH_SIZE = 5      # the dictionary's and the CNN's 5x5 patches
+FIG6_SHOWN = 16     # kernels and centroids shown per row
+
+
+@dataclass(frozen=True)
+class Config(ChapterConfig):
+    """The Figures' parameters: the chapter's budget, the grids ``ks`` (Figure 8) and ``ns`` (Figure 9),
+    and ``curve_seeds``: how many of ``seeds`` each curve point is run with (None: all)."""
+
+    ks: tuple[int, ...] = (4, 16, 64, 128)
+    ns: tuple[int, ...] = (32, 64, 128, 256)
+    curve_seeds: int | None = 1
+
+    def validate(self) -> None:
+        super().validate()
+        for name in ("ks", "ns"):
+            values = getattr(self, name)
+            if not isinstance(values, tuple) or not values:
+                raise ValueError(f"{name} must be a non-empty list of integers, got {values!r}")
+            for v in values:
+                check_int(name, v, 1)
+        if max(self.ks) > self.n_centroids:
+            raise ValueError(f"ks={list(self.ks)} has k > n_centroids={self.n_centroids} (the dictionary size)")
+        check_int("curve_seeds", self.curve_seeds, 1, allow_none=True)
+
+    def curve_seed_list(self) -> tuple[int, ...]:
+        return self.seeds[:self.curve_seeds] if self.curve_seeds else self.seeds
+
+    def k_variants(self) -> dict[str, dict]:
+        """Figure 8's runs: ``{setting: RunConfig overrides}``."""
+        return {f"k={k}, N={self.n_centroids}": dict(embedding="full", k=[k]) for k in self.ks}
+
+    def n_variants(self) -> dict[str, dict]:
+        """Figure 9's runs: k = N/4, patches for k-means scaled with N (at most 256 N)."""
+        return {f"N={n}, k={max(1, n // 4)}": dict(embedding="full", n_centroids=n, k=[max(1, n // 4)],
+                                                    n_patches=min(256 * n, self.n_patches * n // self.n_centroids))
+                for n in self.ns}
+
+
+PRESETS = presets(smoke=dict(ks=(2, 8), ns=(16, 32), curve_seeds=None),
+                  cpu=dict(ks=(4, 16, 64, 128), ns=(32, 64, 128, 256), curve_seeds=1),
+                  paper=dict(ks=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), ns=(1024, 2048, 4096, 8192, 16384),
+                             curve_seeds=None))
+Config.PRESETS = PRESETS
+
+
+def zca_centroids(cfg: Config, splits) -> dict:
+    """Figure 6's dictionary: k-means centroids of ZCA-whitened patches of the training images (cached)."""
+    key = {"dataset": cfg.dataset, "train_size": cfg.train_size, "val_size": cfg.val_size, "patch_size": PATCH_SIZE,
+           "n_patches": cfg.n_patches, "n_centroids": cfg.n_centroids, "whitening": "zca", "seed": cfg.seeds[0],
+           "kmeans_iters": cfg.kmeans_iters}
+
+    def compute(_run_dir):
+        d = build_dictionary(splits.norm(splits.train.images), PATCH_SIZE, cfg.n_patches, cfg.n_centroids, "zca",
+                             seed=cfg.seeds[0], n_iter=cfg.kmeans_iters)
+        return {"centroids": d["centroids"], "channels": d["channels"]}
+
+    return cached("patch_zca_dictionary", key, compute)
+
+
+def run(cfg: Config) -> Result:
+    """Figures 6, 8, 9: ``fig6``, ``fig8``, ``fig9``, ``tab_figures``; text ``ks``, ``ns``, ``fig_seeds``,
+    ``best_k``, ``best_n``, the verdicts ``claim_k_interior``, ``claim_n_grows`` and the page's
+    ``data_desc`` / ``budget_desc``; numbers ``acc_k<k>`` and ``acc_n<N>`` (means)."""
+    splits = cfg.load_data()
+    seeds = cfg.curve_seed_list()
+    k_runs = run_variants(cfg, cfg.k_variants(), splits, seeds, desc="Figure 8 runs")
+    n_runs = run_variants(cfg, cfg.n_variants(), splits, seeds, desc="Figure 9 runs")
+    k_rows = [summarise(s, outs) for s, outs in k_runs.items()]
+    n_rows = [summarise(s, outs) for s, outs in n_runs.items()]
+    cnn = cached_run(cfg.run_config(cfg.seeds[0], **table1.VARIANTS["vanilla CNN"]), splits)
+    zca = zca_centroids(cfg, splits)
+    k_means, n_means = [r["_mean"] for r in k_rows], [r["_mean"] for r in n_rows]
+    best_k = int(np.argmax(k_means))
+    frame = pd.DataFrame({
+        "setting": [r["variant"] for r in k_rows + n_rows],
+        "test acc. (%)": [pm(r["_mean"], r["_std"]) if len(seeds) > 1 else f"{100 * r['_mean']:.1f} (one seed)"
+                          for r in k_rows + n_rows],
+        "wall-clock / run (s)": [f"{r['_seconds']:.0f}" for r in k_rows + n_rows]}).set_index("setting")
+    text = {**page_text(cfg, splits), "ks": ", ".join(map(str, cfg.ks)), "ns": ", ".join(map(str, cfg.ns)),
+            "fig_seeds": ", ".join(map(str, seeds)), "best_k": str(cfg.ks[best_k]),
+            "best_n": str(cfg.ns[int(np.argmax(n_means))]),
+            "claim_k_interior": word(0 < best_k < len(cfg.ks) - 1),
+            "claim_n_grows": verdict(n_rows[-1], n_rows[0])}
+    numbers = {**{f"acc_k{k}": m for k, m in zip(cfg.ks, k_means)},
+               **{f"acc_n{n}": m for n, m in zip(cfg.ns, n_means)}}
+    shape = (-1, zca["channels"], PATCH_SIZE, PATCH_SIZE)
+    figures = {"fig6": patch_rows({"CNN kernels": cnn["first_conv"][:FIG6_SHOWN],
+                                   "whitened patches (ZCA)": zca["centroids"][:FIG6_SHOWN].reshape(shape)},
+                                  title="Learned CNN kernels (top) and ZCA-whitened dictionary patches (bottom)"),
+               "fig8": curve_figure(cfg, cfg.ks, k_rows, f"k (neighbours), N={cfg.n_centroids}"),
+               "fig9": curve_figure(cfg, cfg.ns, n_rows, "dictionary size N (k = N/4)")}
+    plt.close(figures["fig6"])
+    return Result(cfg, tables={"tab_figures": frame}, figures=figures, text=text, numbers=numbers,
+                  runs={"k": k_runs, "n": n_runs, "cnn": cnn, "zca": zca})
+
+
+def curve_figure(cfg: Config, xs, rows: list[dict], xlabel: str):
+    """Test accuracy (mean ± std over the curve's seeds) against ``xs`` on a log2 axis."""
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.errorbar(xs, [100 * r["_mean"] for r in rows], yerr=[100 * r["_std"] for r in rows], marker="o", capsize=3)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(f"Phi_full, {cfg.dataset}, scale={cfg.scale}")
+    plt.close(fig)
+    return fig

@@ -1,0 +1,35 @@
+"""Table 2 of the patch chapter (Brutzkus et al., ICML 2022) at smoke scale: the recorded accuracies of
+the simple and constrained embeddings (seed 0), the verdict, and validation of Table 2's parameters."""
+
+import pytest
+
+from patchnb.experiments.patch import table2
+
+from ..conftest import needs_fmnist
+
+RECORDED = {"acc_simple": 0.096, "acc_constrained": 0.474}  # smoke scale, seed 0; unchanged by the move
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_table2_smoke_numbers():
+    result = table2.run(table2.Config.preset("smoke"))
+    assert result.numbers == pytest.approx(RECORDED, abs=1e-3)
+    assert result.text["claim_constrained"] == "holds"
+    assert result.text["t2_desc"] == "N=16, k=4, batch 32, learning rates 1e-05 (simple) and 0.001 (constrained)"
+    assert list(result.tables["tab_table2"]["lr"]) == ["1e-05", "0.001"]
+
+
+def test_table2_presets_are_the_papers_commands():
+    for scale in ("smoke", "cpu", "paper"):
+        cfg = table2.Config.preset(scale)
+        assert (cfg.batch_size, cfg.lr, cfg.lr_simple, cfg.k) == (32, 1e-3, 1e-5, cfg.n_centroids // 4)
+    cpu = table2.Config.preset("cpu")
+    assert (cpu.train_size, cpu.test_size, cpu.n_centroids, cpu.n_patches) == (4000, 5000, 64, 65536)
+    assert table2.Config.preset("paper").n_centroids == 256
+
+
+@pytest.mark.parametrize("field, value", [("lr_simple", 0.0), ("lr_simple", float("nan")), ("batch_size", 0)])
+def test_table2_config_rejects_bad_values(field, value):
+    with pytest.raises(ValueError, match=field):
+        table2.Config.preset("smoke", **{field: value})

@@ -1,0 +1,32 @@
+"""Table 3 of the patch chapter (Brutzkus et al., ICML 2022) at smoke scale: the recorded accuracies of
+the four heads (seed 0), the ordering and the verdicts; "Both" is Table 1's Phi_full run."""
+
+import pytest
+
+from patchnb.experiments.patch import table1, table3
+
+from ..conftest import needs_fmnist
+
+RECORDED = {"acc_original": 0.506, "acc_avgpool": 0.482, "acc_bottleneck": 0.422, "acc_both": 0.358}
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_table3_smoke_numbers():
+    result = table3.run(table3.Config.preset("smoke"))
+    assert result.numbers == pytest.approx(RECORDED, abs=1e-3)
+    t = result.text
+    assert t["t3_order"] == "Original > AvgPool > Bottleneck > Both"
+    assert (t["claim_both_best"], t["claim_pool_helps"], t["claim_bottleneck_helps"]) == ("does not hold",) * 3
+
+
+def test_both_is_table1s_phi_full_run():
+    """The default head is the same run configuration as Table 1's Phi_full (one cached run for both)."""
+    cfg = table3.Config.preset("smoke")
+    assert cfg.run_config(0, embedding="full", **table3.HEADS["Both"]) == \
+        table1.Config.preset("smoke").run_config(0, **table1.VARIANTS["Phi_full, clustered patches"])
+
+
+def test_table3_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="n_centroids"):
+        table3.Config.preset("smoke", n_centroids=0)
