@@ -1,5 +1,5 @@
 """The self-supervised zoo at smoke scale: every method and both baselines have a row, accuracies are
-percentages, and the verdict sentences agree with the glued numbers."""
+percentages, and the glued words the prose cites (ranking, verdicts, gaps) agree with the glued numbers."""
 
 import re
 
@@ -28,25 +28,27 @@ def test_ssl_zoo_notebook(glued):
     assert sorted(order) == sorted(SSL)
     assert all(probe[a] >= probe[b] for a, b in zip(order, order[1:]))
     assert g["best_ssl"] == order[0] and probe[order[0]] == max(probe[n] for n in SSL)
-    assert g["best_label"] in g["rank_text"] and f"{probe[order[0]]:.1f}%" in g["rank_text"]
+    assert g["rank_list"].startswith(g["best_label"]) and f"{probe[order[0]]:.1f}%" in g["rank_list"]
+    assert g["probe_best"] == g[f"probe_{order[0]}"] and g["n_ssl"] == str(len(SSL))
     # against the random encoder
     beat = [n for n in SSL if probe[n] > probe["random"]]
     assert int(g["n_beat_random"]) == len(beat)
-    text = g["random_text"]
-    if not beat:
-        assert text.startswith("No self-supervised method beats") and "strong baseline" in text
-    elif len(beat) == len(SSL):
-        assert text.startswith("Every self-supervised method beats")
-    else:
-        assert text.startswith(f"{len(beat)} of {len(SSL)}")
-    assert f"{probe['random']:.1f}%" in text
-    # distance to the supervised bound: the direction word of every method matches the numbers
-    assert f"{probe['supervised']:.1f}%" in g["gap_text"]
-    for n in SSL:
-        d = probe["supervised"] - probe[n]
-        m = re.search(re.escape(LABELS[n]) + r"[^;]* is (\d+\.\d) points (below|above)", g["gap_text"])
-        assert m, n
-        assert abs(float(m.group(1)) - abs(d)) < 0.11 and m.group(2) == ("below" if d > 0 else "above")
-    assert ("above" if probe["phi_full"] > probe[g["best_ssl"]] else "not above") in g["phi_text"]
-    assert -1.0 <= float(g["rho_uniformity"]) <= 1.0
+    assert g["random_verdict"] == ("are" if len(beat) == len(SSL) else "are not")
+    assert (g["beat_list"] == "none") if not beat else all(LABELS[n] in g["beat_list"] for n in beat)
+    # distance to the supervised bound: the signed gap of every method matches the numbers
+    for name, gaps, ref in (("supervised", g["supervised_gaps"], probe["supervised"]),
+                            ("random", g["random_gaps"], probe["random"])):
+        for n in SSL:
+            m = re.search(re.escape(LABELS[n]) + r"[^,]* ([+-]\d+\.\d)", gaps)
+            assert m, (name, n)
+            assert abs(float(m.group(1)) - (probe[n] - ref)) < 0.11, (name, n)
+    above = [n for n in SSL if probe[n] > probe["supervised"]]
+    assert int(g["n_above_supervised"]) == len(above)
+    assert g["bound_verdict"] == ("is not yet" if above else "is")
+    assert g["phi_verdict"] == ("above" if probe["phi_full"] > probe[g["best_ssl"]] else "not above")
+    assert 0.0 <= float(g["phi_trained_acc"]) <= 100.0
+    rho = float(g["rho_uniformity"])
+    assert -1.0 <= rho <= 1.0 and int(g["n_encoders"]) == len(SSL + BASELINES)
+    clear = float(g["rho_clear"])
+    assert g["rho_verdict"] == ("a negative" if rho < -clear else "a positive" if rho > clear else "no clear")
     assert float(g["wall_clock"]) > 0 and float(g["compute_seconds"]) > 0

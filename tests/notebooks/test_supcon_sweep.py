@@ -19,3 +19,5 @@ def test_supcon_sweep_notebook(glued):
     assert g["verdict"] == ("above" if diff > 0 else "below" if diff < 0 else "equal to")
     for key in ("fig_sweep", "tab_sweep", "tab_test", "fig_confusion"):
         assert key in g
+    assert "SupCon + linear head (epoch_" in g["tab_test"] and "cross-entropy (epoch" in g["tab_test"]
+    assert "SGD lr" in g["setup"] and "a checkpoint every" in g["setup"]
