@@ -83,7 +83,7 @@ def stimulus_rows(rows: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor
     for row, (name, (images, shape, texture)) in enumerate(rows.items()):
         for j, i in enumerate(shape.argsort().tolist()):
             ax = axes[row, j]
-            ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
+            ax.imshow(torch.as_tensor(images[i, 0]).numpy(), cmap="gray", vmin=0, vmax=255)
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"S{int(shape[i])}/T{int(texture[i])}", fontsize=7)
         axes[row, 0].set_ylabel(name, fontsize=8)
@@ -113,7 +113,7 @@ def decisions(images: torch.Tensor, shape: torch.Tensor, texture: torch.Tensor, 
     decision (shape, texture or other)."""
     fig, axes = plt.subplots(1, n, figsize=(9, 1.9), squeeze=False)
     for i, ax in enumerate(axes[0]):
-        ax.imshow(images[i, 0], cmap="gray", vmin=0, vmax=255)
+        ax.imshow(torch.as_tensor(images[i, 0]).numpy(), cmap="gray", vmin=0, vmax=255)
         ax.set_xticks([]), ax.set_yticks([])
         p, s, t = int(pred[i]), int(shape[i]), int(texture[i])
         verdict = "shape" if p == s else "texture" if p == t else "other"

@@ -21,8 +21,9 @@ from patchnb.bias.metrics import (
 )
 from patchnb.bias.stimuli import TEXTURES, bias_splits, make_stimuli, make_textures, slug, synthetic_masks
 from patchnb.bias.transfer import transfer
+from patchnb.cache import check_plain
 from patchnb.data import DataError
-from patchnb.models.vision import MODELS, VisionModel, freeze_backbone, make_model
+from patchnb.models.vision import MODELS, VisionModel, freeze_backbone, make_vision_model
 from patchnb.train import TrainConfig, fit
 
 from .conftest import needs_fmnist
@@ -244,7 +245,7 @@ def test_write_image_folder_round_trip(tmp_path, masks):
 @pytest.mark.parametrize("name", MODELS)
 def test_model_shapes_and_training(name, masks):
     m, y, classes = masks
-    model = make_model(name, in_channels=1, n_classes=10, image_size=16, width=16)
+    model = make_vision_model(name, in_channels=1, n_classes=10, image_size=16, width=16)
     assert isinstance(model, VisionModel)
     assert model(torch.zeros(3, 1, 16, 16)).shape == (3, 10)
     assert model.features(torch.zeros(3, 1, 16, 16)).shape == (3, model.out_dim)
@@ -264,13 +265,13 @@ def test_model_shapes_and_training(name, masks):
 
 def test_model_bad_inputs():
     with pytest.raises(ValueError, match="patch_size=5 must divide image_size=32"):
-        make_model("vit", image_size=32, patch_size=5)
+        make_vision_model("vit", image_size=32, patch_size=5)
     with pytest.raises(ValueError, match="model='alexnet' is not supported"):
-        make_model("alexnet")
+        make_vision_model("alexnet")
     with pytest.raises(ValueError, match="width"):
-        make_model("resnet", width=0)
+        make_vision_model("resnet", width=0)
     with pytest.raises(ValueError, match="heads"):
-        make_model("vit", width=30, heads=4)
+        make_vision_model("vit", width=30, heads=4)
 
 
 def test_timm_names(monkeypatch):
@@ -287,16 +288,16 @@ def test_timm_names(monkeypatch):
     fake = types.SimpleNamespace(list_models=lambda: ["tiny_net"],
                                  create_model=lambda name, pretrained, num_classes, in_chans, **kw: Net(in_chans))
     monkeypatch.setitem(sys.modules, "timm", fake)
-    model = make_model("timm:tiny_net", in_channels=2, n_classes=4, image_size=16)
+    model = make_vision_model("timm:tiny_net", in_channels=2, n_classes=4, image_size=16)
     assert model(torch.zeros(2, 2, 16, 16)).shape == (2, 4)
-    assert make_model("tiny_net", 1, 3).head.out_features == 3
+    assert make_vision_model("tiny_net", 1, 3).head.out_features == 3
 
 
 def test_freeze_backbone_keeps_bn_statistics_and_transfer(masks):
     m, y, classes = masks
     splits = bias_splits("stylized", masks, masks, 96, 32, 32, image_size=16, seed=0)
     assert splits.train.shape == (1, 16, 16) and len(splits.test) == 32
-    model = make_model("resnet", 1, 10, 16, width=4)
+    model = make_vision_model("resnet", 1, 10, 16, width=4)
     cfg = TrainConfig(epochs=2, batch_size=32, optimizer="adam", lr=1e-3, schedule="constant", patience=1)
     fit(model, splits, cfg, progress=False)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
@@ -333,3 +334,19 @@ def test_bias_run_with_the_patch_network(masks):
                  width=16, cfg=TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, schedule="constant"))
     assert r["model"] == "patch" and 0 <= r["shape_bias"] <= 1 and 0 <= r["accuracy"] <= 1
     assert any(k.startswith("embedding.") for k in r["state"])  # a patch network was trained, not a CNN
+    check_plain(r)  # the record is cached as is: tensors and plain values only
+    assert r["norm"]["mean"] and r["classes"] == list(masks[2])
+
+
+def test_transfer_head_depends_only_on_the_seed(masks):
+    """The new head is drawn from cfg.seed, not from whatever ran before in the process."""
+    splits = bias_splits("consistent", masks, masks, 64, 16, 16, image_size=16, seed=0)
+    model = make_vision_model("resnet", 1, 10, 16, width=4)
+    cfg = TrainConfig(epochs=1, batch_size=32, optimizer="adam", lr=1e-3, schedule="constant", seed=3)
+    heads = []
+    for draws in (0, 5):
+        torch.manual_seed(123)
+        torch.rand(draws)  # a different random state before each call
+        tuned, _ = transfer(model, splits, cfg, mode="frozen", progress=False)
+        heads.append(tuned.head.weight.detach().clone())
+    assert torch.equal(heads[0], heads[1])
