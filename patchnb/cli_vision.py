@@ -79,7 +79,7 @@ from .data import ImageData, Splits, channel_stats
 from .eval import load_backbone
 from .models.patch import seeded_init
 from .models.vision import MODELS, make_vision_model
-from .train import OPTIMIZERS, SCHEDULES, Classification, TrainConfig, predict, resolve_device
+from .train import OPTIMIZERS, SCHEDULES, Classification, TrainConfig, features, resolve_device
 
 KINDS = ("stylized", "consistent")
 #: the stimuli options and their defaults (``None`` on the command line, so that they can be refused elsewhere)
@@ -226,7 +226,7 @@ def evaluate(model, splits: Splits, args, masks) -> dict:
     if args.dataset == "stimuli":
         conflict = make_stimuli("conflict", args.n_conflict, *masks[1], image_size=args.image_size,
                                 texture_strength=args.texture_strength, noise=args.noise, seed=args.seed + 3_000_017)
-        pred = predict(model, conflict.data, splits).argmax(1)
+        pred = features(model, conflict.data, splits, 1000)[0].argmax(1)
         sb = shape_bias(pred, conflict.shape_labels, conflict.texture_labels, n_classes=len(splits.classes))
         n = len(conflict)
         out.update(shape_bias=sb.shape_bias, conflict_shape_fraction=sb.n_shape / n,

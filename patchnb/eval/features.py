@@ -1,7 +1,8 @@
 """Frozen features of an encoder, a disk cache for them, and THE loader of backbone weights.
 
 * :func:`features` runs an encoder (an ``nn.Module`` mapping normalised images to features) over an
-  :class:`~patchnb.data.ImageData` in batches, in eval mode and without gradients.
+  :class:`~patchnb.data.ImageData` in batches, in eval mode and without gradients: the one forward pass
+  over a data set, :func:`patchnb.train.features`, re-exported here.
 * :func:`cached_features` stores those features on disk under a key built from a checkpoint path (its
   content hash) or a name, plus the data and normalisation, so kNN / linear probes can be rerun offline
   on a saved checkpoint without the encoder ever running again.
@@ -20,9 +21,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..data import ImageData, Splits, cache_dir, iterate_batches
+from ..data import ImageData, Splits, cache_dir
 from ..ssl.checkpoints import save_backbone  # noqa: F401  (the writer; patchnb.eval re-exports it)
-from ..train import CheckpointError, load_checkpoint, resolve_device, save_atomic
+from ..train import CheckpointError, features, load_checkpoint, resolve_device, save_atomic, unwrap
 
 #: keys under which a checkpoint dict may hold the weights, in the order they are looked for
 STATE_KEYS = ("backbone", "state_dict", "model", "encoder")
@@ -37,32 +38,6 @@ def _device_of(module: nn.Module, device) -> torch.device:
         return resolve_device(str(device)) if not isinstance(device, torch.device) else device
     p = next(module.parameters(), None)
     return p.device if p is not None else torch.device("cpu")
-
-
-@torch.no_grad()
-def features(encoder: nn.Module, data: ImageData, splits: Splits, batch_size: int = 512,
-             device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(features (N, D) float32 on the CPU, labels (N,) int64)`` of ``encoder`` over ``data``.
-
-    Images are normalised with ``splits.norm`` (the pixel space the encoder was trained on); the
-    encoder runs in eval mode (BatchNorm running statistics, no dropout) without gradients, and its
-    train/eval mode is restored afterwards. Outputs with more than two dimensions (feature maps) are
-    flattened. ``device`` defaults to the encoder's own device.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    dev = _device_of(encoder, device)
-    encoder.to(dev)
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    try:
-        for x, _ in iterate_batches(data, batch_size):
-            out.append(encoder(splits.norm(x, dev)).float().flatten(1).cpu())
-    finally:
-        encoder.train(was_training)
-    feats = torch.cat(out) if out else torch.zeros(0, 0)
-    return feats, data.labels.clone()
 
 
 def _file_hash(path: Path) -> str:
@@ -117,10 +92,6 @@ def cached_features(encoder_path_or_key: str | Path, encoder: nn.Module | Callab
 
 
 # ----------------------------------------------------------------------------- backbone weights
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
 
 
 def _is_state_dict(d) -> bool:
@@ -192,7 +163,7 @@ def load_backbone(path: str | Path, model: nn.Module | None = None) -> nn.Module
     candidates = _candidates(_extract_state(obj, path))
     if model is None:
         return candidates[-1]
-    want = _unwrap(model).state_dict()
+    want = unwrap(model).state_dict()
     for state in reversed(candidates):  # the backbone part first: it is what a backbone model needs
         if set(want) <= set(state):
             bad = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in want.items()
@@ -200,7 +171,7 @@ def load_backbone(path: str | Path, model: nn.Module | None = None) -> nn.Module
             if bad:
                 raise BackboneError(f"{path}: {len(bad)} tensors have the wrong shape for this model (was it built "
                                     f"with other parameters?): " + "; ".join(bad[:5]))
-            _unwrap(model).load_state_dict({k: state[k] for k in want}, strict=True)
+            unwrap(model).load_state_dict({k: state[k] for k in want}, strict=True)
             return model
     best = max(candidates, key=lambda s: len(set(want) & set(s)))
     missing = sorted(set(want) - set(best))

@@ -17,8 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..train import CheckpointError, fit, load_checkpoint, save_atomic
-from .methods import _unwrap
+from ..train import CheckpointError, fit, load_checkpoint, save_atomic, unwrap
 
 CHECKPOINT_FOLDER = "checkpoints"
 
@@ -30,7 +29,7 @@ def save_backbone(model: nn.Module, path: str | Path, meta: Mapping | None = Non
     saved; any other module is saved whole. DDP/DataParallel wrappers are unwrapped. The file holds
     ``{"backbone": state_dict, "meta": meta}``; read it back with :func:`patchnb.eval.load_backbone`.
     """
-    model = _unwrap(model)
+    model = unwrap(model)
     backbone = model.backbone if isinstance(getattr(model, "backbone", None), nn.Module) else model
     state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
     save_atomic({"backbone": state, "meta": dict(meta or {})}, path)

@@ -28,8 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cluster import kmeans, nearest
+from ..train import unwrap
 from .augment import Augment, normalize
-from .methods import METHODS, SSLModel, _device, _Method, _unwrap, make_ssl_model
+from .methods import METHODS, SSLModel, _device, _Method, make_ssl_model
 
 
 def _fingerprint(images: torch.Tensor) -> torch.Tensor:
@@ -139,14 +140,14 @@ class DeepCluster(_Method):
 
     def state(self, model) -> PseudoLabels:
         """The clustering state carried by ``model`` (raises when it was not built by :meth:`make_model`)."""
-        st = getattr(_unwrap(model), "pseudo_labels", None)
+        st = getattr(unwrap(model), "pseudo_labels", None)
         if not isinstance(st, PseudoLabels) or len(st.weights) != self.n_clusters:
             raise ValueError(f"{self.name} needs a model built by DeepCluster(n_clusters={self.n_clusters})"
                              f".make_model(...), which carries the pseudo-label state")
         return st
 
     def recluster(self, model, splits) -> None:
-        m = _unwrap(model)
+        m = unwrap(model)
         st = self.state(m)
         steps = int(st.steps)
         feats = self.features(m, splits.train, splits)

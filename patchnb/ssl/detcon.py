@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import hcl
+from ..train import unwrap
 from .augment import normalize
-from .methods import METHODS, _device, _Method, _unwrap
+from .methods import METHODS, _device, _Method
 
 
 def segment_masks(images: torch.Tensor, num_samples: int, mean_scale: float, generator: torch.Generator | None = None
@@ -75,7 +76,7 @@ class DetCon(_Method):
         return self.augment._photometric(both[:, :c].contiguous(), generator).clamp_(0, 1), both[:, c:]
 
     def _segment_vectors(self, model, x, masks):
-        m = _unwrap(model)
+        m = unwrap(model)
         fmap = m.backbone.layers(m.backbone.stem(x))  # (B, D, h, w)
         mk = F.adaptive_avg_pool2d(masks, fmap.shape[-2:])  # (B, S, h, w)
         weight = mk.flatten(2).sum(2)  # (B, S)

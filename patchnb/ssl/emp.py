@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..train import unwrap
 from .augment import Augment, normalize
 
 # the snapshots moved to .checkpoints; still importable from here for callers of patchnb.ssl.emp
 from .checkpoints import CHECKPOINT_FOLDER, Checkpointing, checkpoint_meta, pretrain_with_checkpoints  # noqa: F401
-from .methods import EMPSSL, _unwrap
+from .methods import EMPSSL
 
 
 def check_emp(n_patches: int, eps: float, name: str = "n_patches") -> None:
@@ -89,7 +90,7 @@ class EMPSSLAveraged(EMPSSL):
     def features(self, model: nn.Module, data, splits) -> torch.Tensor:
         if not self.eval_patches:
             return super().features(model, data, splits)
-        backbone = getattr(_unwrap(model), "backbone", _unwrap(model))
+        backbone = getattr(unwrap(model), "backbone", unwrap(model))
         bs = max(1, self.eval_batch_size // self.eval_patches)
         return patch_averaged_features(backbone, data, splits, self.eval_patches, self.eval_seed, self.augment,
                                        self.patch_scale, batch_size=bs)[0]

@@ -9,7 +9,7 @@ scores the *backbone* features by weighted kNN accuracy (k = 20, temperature 0.0
 fixed subset of the training split as the bank; the projection head is not used for evaluation.
 
 Build the model with ``method.make_model(in_channels, width=...)`` so that it has what the method
-needs (MoCo's queue). ``model(x)`` returns backbone features, so :func:`patchnb.train.predict`
+needs (MoCo's queue). ``model(x)`` returns backbone features, so :func:`patchnb.train.features`
 gives embeddings; ``model(x, project=True)`` the projections.
 """
 
@@ -34,6 +34,7 @@ from ..losses import (
     uniformity,
 )
 from ..models.resnet import ResNet18
+from ..train import features, unwrap
 from .augment import Augment, normalize
 from .heads import ProjectionHead
 from .knn import knn_accuracy
@@ -88,10 +89,6 @@ def make_ssl_model(in_channels: int = 1, width: int = 16, hidden_dim: int = 512,
     return SSLModel(backbone, ProjectionHead(backbone.out_dim, hidden_dim, out_dim, batchnorm), queue_size)
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") else model
-
-
 def _device(model: nn.Module) -> torch.device:
     return next(model.parameters()).device
 
@@ -115,16 +112,10 @@ class _Method:
         x = images.to(device).float().div_(255)
         return [normalize(self.augment(x, generator), splits.norm) for _ in range(n)]
 
-    @torch.no_grad()
     def features(self, model: nn.Module, data, splits) -> torch.Tensor:
-        """Backbone features of all of ``data`` (eval mode, batched), on the CPU."""
-        model = _unwrap(model)
-        dev, was = _device(model), model.training
-        model.eval()
-        out = [model(splits.norm(data.images[i:i + self.eval_batch_size], dev)).float().cpu()
-               for i in range(0, len(data), self.eval_batch_size)]
-        model.train(was)
-        return torch.cat(out)
+        """Backbone features of all of ``data`` (:func:`patchnb.train.features`, batches of
+        ``eval_batch_size``), on the CPU."""
+        return features(model, data, splits, self.eval_batch_size)[0]
 
     def evaluate(self, model: nn.Module, data, splits) -> dict:
         """Weighted kNN accuracy (k = ``knn_k``, temperature ``knn_temperature``) of ``data`` against
@@ -244,7 +235,7 @@ class MoCoV2(_Method):
         return out[torch.argsort(perm)]
 
     def step(self, model, images, labels, splits, generator):
-        m = _unwrap(model)
+        m = unwrap(model)
         if getattr(m, "queue_size", 0) != self.queue_size:
             raise ValueError(f"{self.name} needs a model with a queue of {self.queue_size} keys; build it with "
                              f"MoCoV2(...).make_model(...) (got queue_size={getattr(m, 'queue_size', 0)})")
