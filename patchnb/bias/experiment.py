@@ -9,8 +9,8 @@ import time
 import torch
 
 from ..models.patch import patch_network
-from ..models.vision import MODELS, make_model
-from ..train import TrainConfig, fit, predict
+from ..models.vision import MODELS, make_vision_model
+from ..train import TrainConfig, features, fit
 from .metrics import shape_bias
 from .stimuli import bias_splits, make_stimuli
 
@@ -28,8 +28,9 @@ def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: t
 
     Returns a dict with ``shape_bias`` (and its counts), ``accuracy`` (shape label, cue-consistent
     test), ``conflict_shape_acc`` / ``conflict_texture_acc`` (fractions of cue-conflict images
-    answered by shape / by texture), the best epoch, seconds, the trained ``model`` state and a few
-    example cue-conflict images with their decisions."""
+    answered by shape / by texture), the best epoch, seconds, the trained ``model`` state, a few
+    example cue-conflict images with their decisions, the normalisation (``mean``/``std`` lists) and
+    the class names: tensors and plain values only, so the record can be cached."""
     cfg = cfg or TrainConfig(epochs=3, batch_size=64, optimizer="adam", lr=1e-3, schedule="cosine", seed=seed)
     common = dict(image_size=image_size, texture_strength=texture_strength, noise=noise)
     splits = bias_splits(train_kind, train_masks, test_masks, n_train, n_val, n_test, seed=seed, **common)
@@ -38,12 +39,12 @@ def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: t
         model = patch_network(splits.norm(splits.train.images), len(splits.classes), n_centroids=width or 256,
                               seed=seed, **(model_kwargs or {}))
     else:
-        model = make_model(model_name, splits.shape[0], len(splits.classes), image_size, width,
+        model = make_vision_model(model_name, splits.shape[0], len(splits.classes), image_size, width,
                            **(model_kwargs or {}))
     t0 = time.perf_counter()
     result = fit(model, splits, cfg, progress=progress)
     conflict = make_stimuli("conflict", n_conflict, *test_masks, seed=seed + 3_000_017, **common)
-    pred = predict(model, conflict.data, splits).argmax(1)
+    pred = features(model, conflict.data, splits, 1000)[0].argmax(1)
     sb = shape_bias(pred, conflict.shape_labels, conflict.texture_labels, n_classes=len(splits.classes))
     n = len(conflict)
     return {"model": model_name, "train_kind": train_kind, "texture_strength": texture_strength, "seed": seed,
@@ -54,7 +55,7 @@ def bias_run(model_name: str, train_kind: str, train_masks: tuple, test_masks: t
             "seconds": time.perf_counter() - t0, "state": {k: v.cpu() for k, v in model.state_dict().items()},
             "examples": {"images": conflict.data.images[:16].clone(), "shape": conflict.shape_labels[:16].clone(),
                          "texture": conflict.texture_labels[:16].clone(), "pred": pred[:16].clone()},
-            "norm": splits.norm, "classes": splits.classes}
+            "norm": {"mean": list(splits.norm.mean), "std": list(splits.norm.std)}, "classes": list(splits.classes)}
 
 
 __all__ = ["BIAS_MODELS", "bias_run"]
