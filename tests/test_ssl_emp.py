@@ -1,7 +1,6 @@
 """EMP-SSL's patch-averaged features, per-epoch checkpointing and the SupCon checkpoint sweep on an ImageFolder."""
 
 import json
-import math
 import warnings
 
 import numpy as np
@@ -10,11 +9,11 @@ import torch
 from PIL import Image
 
 from patchnb.data import load_splits, make_synthetic
-from patchnb.eval import evaluate_representation, sweep_checkpoints
+from patchnb.eval import sweep_checkpoints
 from patchnb.metrics import circle_projection, vmf_concentration
 from patchnb.ssl import Augment, Checkpointing, ResNet18, SupCon, checkpoint_meta, pretrain_with_checkpoints
 from patchnb.ssl.augment import normalize
-from patchnb.ssl.emp import EMPSSLAveraged, patch_averaged_features
+from patchnb.ssl.emp import EMPSSL, patch_averaged_features
 from patchnb.train import TrainConfig
 
 
@@ -48,15 +47,15 @@ def test_bad_parameters_raise(splits):
     with pytest.raises(ValueError, match="n_patches"):
         patch_averaged_features(enc, splits.test, splits, n_patches=1)
     with pytest.raises(ValueError, match="n_patches"):
-        EMPSSLAveraged(n_patches=1)
+        EMPSSL(n_patches=1)
     with pytest.raises(ValueError, match="eps"):
-        EMPSSLAveraged(eps=0.0)
+        EMPSSL(eps=0.0)
     with pytest.raises(ValueError, match="eps"):
-        EMPSSLAveraged(eps=-0.1)
+        EMPSSL(eps=-0.1)
     with pytest.raises(ValueError, match="eval_patches"):
-        EMPSSLAveraged(eval_patches=1)
+        EMPSSL(eval_patches=1)
     with pytest.raises(ValueError, match="every"):
-        Checkpointing(SupCon(), "x", every=0)
+        Checkpointing("x", every=0)
 
 
 def test_vmf_and_circle():
@@ -75,7 +74,7 @@ def test_vmf_and_circle():
 def test_checkpointing_saves_every_epoch_and_resumes(tmp_path, splits):
     cfg = TrainConfig(epochs=4, batch_size=16, optimizer="sgd", lr=0.01, schedule="constant",
                       max_steps_per_epoch=1)
-    method = EMPSSLAveraged(n_patches=2, eval_patches=2, knn_bank_size=32)
+    method = EMPSSL(n_patches=2, eval_patches=2, knn_bank_size=32)
     torch.manual_seed(0)
     res, paths = pretrain_with_checkpoints(method.make_model(splits.shape[0], 4, 32, 16), splits, cfg, method,
                                            tmp_path / "run", every=2, progress=False)
@@ -108,17 +107,6 @@ def test_checkpointing_saves_every_epoch_and_resumes(tmp_path, splits):
     assert [p.name for p in paths2] == ["epoch_001.pt", "epoch_002.pt", "epoch_003.pt"]
     metas = [checkpoint_meta(p) for p in paths2]
     assert [m["epoch"] for m in metas] == [1, 2, 3] and metas[2]["train_seconds"] > metas[1]["train_seconds"]
-
-
-def test_evaluate_representation(splits):
-    torch.manual_seed(0)
-    enc = ResNet18(splits.shape[0], 4)
-    whole = evaluate_representation(enc, splits, weight_decays=(1e-2,))
-    patched = evaluate_representation(enc, splits, n_patches=3, weight_decays=(1e-2,))
-    for r in (whole, patched):
-        assert 0 <= r["linear"] <= 1 and 0 <= r["knn"] <= 1 and math.isfinite(r["uniformity"])
-        assert r["test_features"].shape == (len(splits.test), enc.out_dim)
-        assert sum(map(sum, r["confusion"])) == len(splits.test)
 
 
 def _write_tree(root, n_per_class=12, size=12):

@@ -25,12 +25,11 @@ from .geometry import alignment_uniformity, rotation_test
 from .probe import ProbeResult, classification_metrics, confusion_matrix, linear_probe
 from .projections import load_projections, save_projections
 from .protocol import FeatureMap, evaluate_encoder
-from .representation import evaluate_representation
 from .sweep import SweepError, SweepResult, find_checkpoints, sweep_checkpoints
 
 __all__ = [
     "alignment_uniformity", "BackboneError", "cached_features", "classification_metrics", "confusion_figure",
-    "confusion_matrix", "evaluate_encoder", "evaluate_representation", "FeatureMap", "features", "find_checkpoints",
+    "confusion_matrix", "evaluate_encoder", "FeatureMap", "features", "find_checkpoints",
     "kernel_figure", "knn_classifier", "knn_classify", "KNNResult", "linear_probe", "load_backbone",
     "load_projections", "ProbeResult", "query_figure", "rotation_test", "save_backbone",
     "save_projections", "sweep_checkpoints", "SweepError", "SweepResult",

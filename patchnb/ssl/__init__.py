@@ -22,14 +22,16 @@ from .config import MethodConfigError, available_configs, load_method_config, re
 from .context_encoder import ContextEncoder
 from .deepcluster import DeepCluster
 from .detcon import DetCon, segment_masks
+from .emp import EMPSSL, patch_averaged_features
 from .heads import ProjectionHead
 from .knn import knn_accuracy
-from .methods import EMPSSL, HCL, METHODS, MoCoV2, SimCLR, SSLModel, SupCon, make_ssl_model
+from .methods import HCL, METHODS, MoCoV2, SimCLR, SSLModel, SupCon, make_ssl_model
 
 __all__ = [
     "alignment", "Augment", "available_configs", "checkpoint_meta", "Checkpointing", "ContextEncoder",
     "DeepCluster", "DetCon", "emp_ssl_loss", "EMPSSL", "eqco_margin", "HCL", "hcl", "knn_accuracy",
-    "load_method_config", "make_ssl_model", "MethodConfigError", "METHODS", "mochi_negatives", "moco_infonce", "MoCoV2",
-    "normalize", "nt_xent", "pretrain_with_checkpoints", "ProjectionHead", "read_method_config", "ResNet18",
-    "save_backbone", "segment_masks", "SimCLR", "SSLModel", "SupCon", "supcon", "total_coding_rate", "uniformity",
+    "load_method_config", "make_ssl_model", "MethodConfigError", "METHODS", "mochi_negatives", "moco_infonce",
+    "MoCoV2", "normalize", "nt_xent", "patch_averaged_features", "pretrain_with_checkpoints", "ProjectionHead",
+    "read_method_config", "ResNet18", "save_backbone", "segment_masks", "SimCLR", "SSLModel", "SupCon", "supcon",
+    "total_coding_rate", "uniformity",
 ]

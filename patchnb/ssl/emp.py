@@ -1,31 +1,36 @@
-"""EMP-SSL's image representation and its evaluating method (Tong, Chen, LeCun, Ma 2023, "EMP-SSL:
-Towards Self-Supervised Learning in One Training Epoch").
+"""EMP-SSL (Tong, Chen, LeCun, Ma 2023, "EMP-SSL: Towards Self-Supervised Learning in One Training Epoch",
+arXiv:2304.03977) as a method for :func:`patchnb.train.fit`, and its image representation.
 
-* :func:`patch_averaged_features`: the image representation of EMP-SSL (sec. 3.3): the backbone
-  features of ``n_patches`` random resized crops of each image, averaged. Seeded, so the same
-  encoder, data and seed give the same features.
-* :class:`EMPSSLAveraged`: :class:`~patchnb.ssl.methods.EMPSSL` whose ``evaluate`` scores those
-  patch-averaged features (``eval_patches``; 0 keeps the cheap whole-image kNN for per-epoch model
-  selection), with its parameters checked (``n_patches >= 2``, ``eps > 0``).
+* :class:`EMPSSL`: ``n_patches`` random resized crops per image through backbone + head, l2-normalised
+  projections, loss :func:`patchnb.losses.emp_ssl_loss` (``-invariance_weight * invariance - mean total
+  coding rate``). Its ``evaluate`` (the per-epoch validation score of ``fit``) is the weighted kNN on
+  whole-image backbone features (``eval_patches = 0``, cheap) or, with ``eval_patches >= 2``, on the
+  paper's patch-averaged features.
+* :func:`patch_averaged_features`: the image representation of the paper (sec. 3.3): the backbone
+  features of ``n_patches`` random resized crops of each image, averaged. Seeded, so the same encoder,
+  data and seed give the same features.
 
-The per-epoch backbone snapshots live in :mod:`patchnb.ssl.checkpoints`; the von Mises-Fisher view of
-the embeddings in :mod:`patchnb.metrics.sphere`.
+Settings: ``patchnb/ssl/configs/emp_ssl.yaml``. The per-epoch backbone snapshots live in
+:mod:`patchnb.ssl.checkpoints`; the von Mises-Fisher view of the embeddings in :mod:`patchnb.metrics.sphere`;
+the chapter's recipe in :mod:`patchnb.experiments.emp_ssl`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..losses import emp_ssl_loss
 from ..train import unwrap
 from .augment import Augment, normalize
 
 # the snapshots moved to .checkpoints; still importable from here for callers of patchnb.ssl.emp
 from .checkpoints import CHECKPOINT_FOLDER, Checkpointing, checkpoint_meta, pretrain_with_checkpoints  # noqa: F401
-from .methods import EMPSSL
+from .methods import METHODS, _device, _Method
 
 
 def check_emp(n_patches: int, eps: float, name: str = "n_patches") -> None:
@@ -72,12 +77,22 @@ def patch_averaged_features(encoder: nn.Module, data, splits, n_patches: int = 2
 
 
 @dataclass
-class EMPSSLAveraged(EMPSSL):
-    """:class:`~patchnb.ssl.methods.EMPSSL` evaluated as the paper does: weighted kNN on *patch-averaged*
-    backbone features (``eval_patches`` crops per image, seeded with ``eval_seed``). ``eval_patches = 0``
-    scores whole images instead (cheap; for per-epoch model selection inside :func:`patchnb.train.fit`).
-    Checks ``n_patches >= 2``, ``eps > 0`` and ``eval_patches`` in {0} or >= 2."""
+class EMPSSL(_Method):
+    """EMP-SSL: ``n_patches`` random resized crops per image (area fraction in ``patch_scale``, upsampled,
+    then :meth:`Augment.emp_ssl`'s flip and colour operations), all through backbone + head, l2-normalised
+    projections, loss :func:`~patchnb.losses.emp_ssl_loss` with coding-rate precision ``eps`` and
+    ``invariance_weight``. Metrics: the invariance and the mean coding rate.
 
+    ``evaluate`` scores weighted kNN on whole-image backbone features when ``eval_patches = 0`` (cheap;
+    for per-epoch model selection inside :func:`patchnb.train.fit`), else on patch-averaged features
+    (``eval_patches`` crops per image, seeded with ``eval_seed``), as the paper evaluates. Checks
+    ``n_patches >= 2``, ``eps > 0`` and ``eval_patches`` in {0} or >= 2."""
+
+    augment: Augment = field(default_factory=Augment.emp_ssl)
+    n_patches: int = 20
+    eps: float = 0.2
+    invariance_weight: float = 200.0
+    patch_scale: tuple[float, float] = (0.25, 1.0)
     eval_patches: int = 0
     eval_seed: int = 0
     name: str = "emp_ssl"
@@ -86,6 +101,18 @@ class EMPSSLAveraged(EMPSSL):
         check_emp(self.n_patches, self.eps)
         if self.eval_patches != 0:
             check_emp(self.eval_patches, self.eps, "eval_patches")
+        self.patch_scale = tuple(self.patch_scale)
+
+    def step(self, model, images, labels, splits, generator):
+        dev = _device(model)
+        x = images.to(dev).float().div_(255)
+        p = self.augment.patches(x, self.n_patches, generator, self.patch_scale)  # (n, B, C, H, W)
+        n, b = p.shape[:2]
+        z = F.normalize(model(normalize(p.flatten(0, 1), splits.norm), project=True), dim=1).view(n, b, -1)
+        loss = emp_ssl_loss(z, self.eps, self.invariance_weight)
+        with torch.no_grad():
+            inv = float(F.cosine_similarity(z, z.mean(0, keepdim=True).expand_as(z), dim=2).mean())
+        return loss, {"invariance": inv, "tcr": float(-loss.detach() - self.invariance_weight * inv)}
 
     def features(self, model: nn.Module, data, splits) -> torch.Tensor:
         if not self.eval_patches:
@@ -94,3 +121,6 @@ class EMPSSLAveraged(EMPSSL):
         bs = max(1, self.eval_batch_size // self.eval_patches)
         return patch_averaged_features(backbone, data, splits, self.eval_patches, self.eval_seed, self.augment,
                                        self.patch_scale, batch_size=bs)[0]
+
+
+METHODS["emp_ssl"] = EMPSSL

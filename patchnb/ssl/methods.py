@@ -1,5 +1,5 @@
-"""Self-supervised methods for :func:`patchnb.train.fit`: SimCLR, MoCo v2 (+ EqCo, MoCHi), HCL,
-SupCon and EMP-SSL.
+"""Self-supervised methods for :func:`patchnb.train.fit`: SimCLR, MoCo v2 (+ EqCo, MoCHi), HCL and
+SupCon (EMP-SSL, DeepCluster, DetCon and the Context Encoder have modules of their own).
 
 Each method is a small dataclass with ``name``, ``step(model, images, labels, splits, generator)``
 and ``evaluate(model, data, splits)`` (the loop's method protocol). It plugs an :class:`SSLModel`
@@ -24,7 +24,6 @@ from torch import nn
 
 from ..losses import (
     alignment,
-    emp_ssl_loss,
     eqco_margin,
     hcl,
     mochi_negatives,
@@ -254,37 +253,4 @@ class MoCoV2(_Method):
         return loss, _geometry(q, k)
 
 
-@dataclass
-class EMPSSL(_Method):
-    """EMP-SSL (Tong et al. 2023): ``n_patches`` random resized crops per image (scale 0.25-1,
-    upsampled), all through backbone + head, l2-normalised projections, loss :func:`emp_ssl_loss`
-    (``-invariance_weight * invariance - mean total coding rate``). Metrics: the invariance and the
-    mean coding rate. Evaluation uses whole-image backbone features (the paper averages the
-    embeddings of many patches; whole images are the cheaper, common choice)."""
-
-    augment: Augment = field(default_factory=Augment.emp_ssl)
-    n_patches: int = 20
-    eps: float = 0.2
-    invariance_weight: float = 200.0
-    patch_scale: tuple[float, float] = (0.25, 1.0)
-    name: str = "emp_ssl"
-
-    def __post_init__(self) -> None:
-        if self.n_patches < 2:
-            raise ValueError(f"n_patches must be >= 2, got {self.n_patches}")
-        if not self.eps > 0:
-            raise ValueError(f"eps must be > 0, got {self.eps}")
-
-    def step(self, model, images, labels, splits, generator):
-        dev = _device(model)
-        x = images.to(dev).float().div_(255)
-        p = self.augment.patches(x, self.n_patches, generator, self.patch_scale)  # (n, B, C, H, W)
-        n, b = p.shape[:2]
-        z = F.normalize(model(normalize(p.flatten(0, 1), splits.norm), project=True), dim=1).view(n, b, -1)
-        loss = emp_ssl_loss(z, self.eps, self.invariance_weight)
-        with torch.no_grad():
-            inv = float(F.cosine_similarity(z, z.mean(0, keepdim=True).expand_as(z), dim=2).mean())
-        return loss, {"invariance": inv, "tcr": float(-loss.detach() - self.invariance_weight * inv)}
-
-
-METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "hcl": HCL, "supcon": SupCon, "emp_ssl": EMPSSL}
+METHODS = {"simclr": SimCLR, "mocov2": MoCoV2, "hcl": HCL, "supcon": SupCon}  # the other modules add theirs

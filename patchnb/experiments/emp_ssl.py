@@ -1,0 +1,348 @@
+"""Self-supervised learning in one epoch: EMP-SSL against SimCLR at equal wall-clock and a random encoder
+(the chapter "Learning in one epoch: EMP-SSL").
+
+What it reproduces: Tong, Chen, LeCun, Ma, "EMP-SSL: Towards Self-Supervised Learning in One Training
+Epoch" (arXiv:2304.03977), as ported by kachayev/ssl-in-one-epoch: many random resized crops (patches)
+per image, the loss ``-200 x invariance - mean total coding rate`` (eps 0.2), LARS; the claim that the
+encoder is useful after a single epoch, measured by a linear probe and a kNN classifier on
+*patch-averaged* embeddings (the mean of the backbone features of ``eval_patches`` crops per image).
+
+What the recipe does: EMP-SSL with its settings from ``patchnb/ssl/configs/emp_ssl.yaml`` through the
+shared loop, the backbone saved after every epoch (:func:`patchnb.ssl.pretrain_with_checkpoints`);
+the checkpoints of ``epochs`` are scored by the one protocol :func:`patchnb.eval.protocol.evaluate_encoder`
+(L2 strength of the probe chosen on validation, each probe scored once on test; weighted kNN k = 20,
+t = 0.07) with EMP-SSL's patch-averaged features (:func:`patchnb.ssl.patch_averaged_features`, seeded:
+``seed`` + 0 / 1 / 2 for train / val / test), plus the uniformity (Wang & Isola 2020) and the
+von Mises-Fisher concentration of the l2-normalised test embeddings. The last checkpoint is also scored
+on whole images. SimCLR (``patchnb/ssl/configs/simclr.yaml``) trains the same architecture on the same
+images for the same *training wall-clock* (its number of epochs is calibrated from the time of its own
+steps unless ``simclr_epochs`` is given; the checkpoint nearest in seconds to each EMP-SSL epoch is
+scored on whole images, its standard protocol); a randomly initialised encoder is the floor (both ways).
+The test embeddings of the random encoder and of the last EMP-SSL checkpoint are saved as CSV files in
+the run's folder (patchwork's and the port's ``--save_proj``).
+
+Deviations from the original, named: a narrow CIFAR-style ResNet-18 (``width``; 64 is the standard one)
+on Fashion-MNIST at the small scales; the probe is an L2-regularised logistic regression fitted by
+L-BFGS (the port trains a linear layer for 100 epochs); the per-epoch numbers are snapshots of one run
+with a cosine schedule over its last epoch count, not separate runs of 1, 2, ... epochs; ``n_patches``
+and ``batch_size`` replace the YAML's (200 patches, batch 100) at the small scales. SimCLR's optimisation
+is the recipe's (SGD lr ``simclr_lr``, momentum, weight decay, EMP-SSL's batch size and schedule), not
+the YAML's Adam at batch 256. The crop scale, solarisation and LARS settings are the book's until a
+later issue checks them against the paper.
+
+Budget: ``BUDGET = "n_train"`` (the images of an epoch; the claim is about one pass over the data).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import ClassVar
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..cache import cached
+from ..checks import check_choice, check_float, check_int
+from ..data import DATASETS, Splits, load_splits
+from ..eval import evaluate_encoder, load_backbone, save_projections
+from ..losses import uniformity
+from ..metrics import circle_projection, vmf_concentration
+from ..models import ResNet18
+from ..ssl import checkpoint_meta, patch_averaged_features, pretrain_with_checkpoints, read_method_config
+from ..ssl.config import build_method
+from ..train import TrainConfig, resolve_device
+from .base import ExperimentConfig, Result
+
+METHOD, BASELINE = "emp_ssl", "simclr"  # the YAML configs (patchnb/ssl/configs/<name>.yaml)
+PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # the L2 grid of the chapter's probes
+SPLIT_SEED = {"train": 0, "val": 1, "test": 2}  # offsets of the patch-averaging seeds per split
+N_UNIFORMITY = 2000  # test embeddings the uniformity is computed on
+MAX_SIMCLR_EPOCHS = 100
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """The chapter's parameters (see the module docstring); ``Config.preset(scale)`` reads :data:`PRESETS`."""
+
+    dataset: str = "fashion_mnist"
+    data_root: str | None = None                 # the ImageFolder root, for dataset "imagefolder"
+    mean: tuple[float, ...] | None = None        # per-channel normalisation; None: computed on train
+    std: tuple[float, ...] | None = None
+    n_train: int | None = 1000
+    n_val: int | None = 500
+    n_test: int | None = 1000
+    epochs: tuple[int, ...] = (1, 2, 3)          # EMP-SSL epochs evaluated; the run trains max(epochs)
+    n_patches: int | None = 20                   # patches per image in training; None: the YAML's
+    eval_patches: int = 8                        # patches averaged per image in evaluation
+    width: int = 16                              # ResNet-18 width: features are 8 * width
+    batch_size: int | None = 50                  # images per step (both methods); None: the YAML's
+    simclr_lr: float = 0.06
+    simclr_momentum: float = 0.9
+    simclr_weight_decay: float = 5e-4
+    simclr_epochs: int | None = None             # None: calibrated to EMP-SSL's training seconds
+    eval_batch_size: int = 512                   # images per batch of the feature extraction
+
+    BUDGET: ClassVar[str] = "n_train"
+
+    def validate(self) -> None:
+        if len(self.seeds) != 1:
+            raise ValueError(f"seeds must hold exactly one seed (the page follows one pre-training run), got "
+                             f"{list(self.seeds)}")
+        check_int("seed", self.seeds[0], 0)
+        check_choice("dataset", self.dataset, DATASETS)
+        if self.dataset == "imagefolder" and not self.data_root:
+            raise ValueError("data_root must name the ImageFolder tree when dataset='imagefolder'")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError(f"give both mean and std, or neither (mean={self.mean!r}, std={self.std!r})")
+        if self.mean is not None:
+            if not isinstance(self.mean, tuple) or not isinstance(self.std, tuple) or len(self.mean) != len(self.std):
+                raise ValueError(f"mean and std must be lists of the same length, got {self.mean!r} and {self.std!r}")
+            for m, s in zip(self.mean, self.std):
+                check_float("mean", m)
+                check_float("std", s, 0.0, strict_min=True)
+        for name in ("n_train", "n_val", "n_test"):
+            check_int(name, getattr(self, name), 1, allow_none=True)
+        if not isinstance(self.epochs, tuple) or not self.epochs:
+            raise ValueError(f"epochs must be a non-empty increasing list of epoch counts >= 1, got {self.epochs!r}")
+        for e in self.epochs:
+            check_int("epochs", e, 1)
+        if list(self.epochs) != sorted(set(self.epochs)):
+            raise ValueError(f"epochs must be an increasing list of epoch counts >= 1, got {list(self.epochs)}")
+        check_int("n_patches", self.n_patches, 2, allow_none=True)
+        check_int("eval_patches", self.eval_patches, 2)
+        check_int("width", self.width, 1)
+        check_int("batch_size", self.batch_size, 2, allow_none=True)
+        check_float("simclr_lr", self.simclr_lr, 0.0, strict_min=True)
+        check_float("simclr_momentum", self.simclr_momentum, 0.0, 0.999)
+        check_float("simclr_weight_decay", self.simclr_weight_decay, 0.0)
+        check_int("simclr_epochs", self.simclr_epochs, 1, allow_none=True)
+        check_int("eval_batch_size", self.eval_batch_size, 1)
+
+    def train_config(self, seed: int, method: str = METHOD, epochs: int | None = None) -> TrainConfig:
+        """THE TrainConfig of the page. EMP-SSL: the YAML ``train`` section, ``batch_size`` replaced where
+        given, ``max(epochs)`` epochs. SimCLR (``method="simclr"``): the same, with the recipe's SGD
+        (``simclr_lr``, ``simclr_momentum``, ``simclr_weight_decay``) for ``epochs`` epochs."""
+        check_choice("method", method, (METHOD, BASELINE))
+        base = dict(read_method_config(METHOD)["train"])
+        if self.batch_size is not None:
+            base["batch_size"] = self.batch_size
+        if method == BASELINE:
+            base.update(optimizer="sgd", lr=self.simclr_lr, momentum=self.simclr_momentum,
+                        weight_decay=self.simclr_weight_decay)
+        return TrainConfig(**base, epochs=epochs or max(self.epochs), seed=seed, device=self.device)
+
+    def methods(self):
+        """``(EMP-SSL, SimCLR)`` built from their YAML files (EMP-SSL's ``n_patches`` replaced where given)."""
+        emp = build_method(read_method_config(METHOD), **({"n_patches": self.n_patches} if self.n_patches else {}))
+        return emp, build_method(read_method_config(BASELINE), knn_bank_size=emp.knn_bank_size)
+
+
+PRESETS = {
+    "smoke": dict(dataset="fashion_mnist", n_train=192, n_val=96, n_test=192, epochs=(1, 2), n_patches=4,
+                  eval_patches=4, width=4, batch_size=32),
+    "cpu": dict(dataset="fashion_mnist", n_train=1000, n_val=500, n_test=1000, epochs=(1, 2, 3), n_patches=20,
+                eval_patches=8, width=16, batch_size=50),
+    # 200 patches and batch 100 are the YAML's (the paper's CIFAR-10 recipe)
+    "paper": dict(dataset="cifar10", n_train=None, n_val=None, n_test=None, epochs=(1, 2, 5, 10), n_patches=None,
+                  eval_patches=200, width=64, batch_size=None),
+}
+for _values in PRESETS.values():  # the same SimCLR optimisation and evaluation batch at every scale
+    _values.update(simclr_lr=0.06, simclr_momentum=0.9, simclr_weight_decay=5e-4, simclr_epochs=None,
+                   eval_batch_size=512)
+Config.PRESETS = PRESETS
+
+
+def load_data(cfg: Config) -> Splits:
+    return load_splits(cfg.dataset, root=cfg.data_root, train_size=cfg.n_train, val_size=cfg.n_val,
+                       test_size=cfg.n_test, mean=cfg.mean, std=cfg.std)
+
+
+def score(encoder: nn.Module, splits: Splits, cfg: Config, seed: int, patches: int | None,
+          keep_features: bool = False) -> dict:
+    """The protocol's scores of one frozen encoder, on ``patches``-averaged features (``None``: whole
+    images), plus the uniformity and vMF concentration of its l2-normalised test embeddings."""
+    features_fn = None
+    if patches is not None:
+        features_fn = lambda enc, data, s, split: patch_averaged_features(  # noqa: E731
+            enc, data, s, patches, seed + SPLIT_SEED[split], batch_size=max(1, cfg.eval_batch_size // patches))
+    r = evaluate_encoder(encoder, splits, n_geometry=None, weight_decays=PROBE_WEIGHT_DECAYS, features_fn=features_fn,
+                         return_test_features=True, seed=seed, batch_size=cfg.eval_batch_size)
+    z = F.normalize(r["test_features"].double(), dim=1)
+    out = {"linear": r["probe_accuracy"], "linear_val": r["probe_val_accuracy"], "knn": r["knn_accuracy"],
+           "knn_val": r["knn_val_accuracy"], "precision": r["probe_precision"], "recall": r["probe_recall"],
+           "f1": r["probe_f1"], "weight_decay": r["probe_weight_decay"], "confusion": r["confusion"],
+           "uniformity": float(uniformity(z[:N_UNIFORMITY])), "kappa": vmf_concentration(z)["kappa"],
+           "kappa_class": vmf_concentration(z, r["test_labels"])["kappa"], "seconds_eval": r["seconds"]}
+    if keep_features:
+        out["test_features"], out["test_labels"] = r["test_features"], r["test_labels"]
+    return out
+
+
+def simclr_epochs_for(cfg: Config, simclr, splits: Splits, seconds: float, seed: int) -> int:
+    """SimCLR epochs that take ``seconds`` of training: the time of two of its steps (after one warm-up
+    step) times the steps of an epoch, rounded, in [1, 100]."""
+    batch = cfg.train_config(seed, BASELINE, 1).batch_size
+    model = simclr.make_model(splits.shape[0], cfg.width)
+    g = torch.Generator().manual_seed(seed)
+    x, y = splits.train.images[:batch], splits.train.labels[:batch]
+    simclr.step(model, x, y, splits, g)[0].backward()
+    t0 = time.perf_counter()
+    for _ in range(2):
+        simclr.step(model, x, y, splits, g)[0].backward()
+    step_s = (time.perf_counter() - t0) / 2
+    return int(min(MAX_SIMCLR_EPOCHS, max(1, round(seconds / (step_s * (len(splits.train) // batch))))))
+
+
+def run_pretraining(cfg: Config, seed: int, splits: Splits) -> dict:
+    """EMP-SSL with checkpoints, the random encoder, SimCLR at equal wall-clock, each scored (cached)."""
+    key = dict(cfg.key("device"), files={m: read_method_config(m) for m in (METHOD, BASELINE)}, seed=seed)
+
+    def compute(run_dir):
+        dev = resolve_device(cfg.device)
+        backbone_at = lambda path: load_backbone(path, ResNet18(splits.shape[0], cfg.width)).to(dev)  # noqa: E731
+        out = {"emp": [], "simclr": []}
+        emp, simclr = cfg.methods()
+        torch.manual_seed(seed)
+        res, paths = pretrain_with_checkpoints(emp.make_model(splits.shape[0], cfg.width), splits,
+                                               cfg.train_config(seed), emp, run_dir / "emp", name="emp_ssl")
+        out["emp_ips"] = res.images_per_second
+        chosen = [p for p in paths if checkpoint_meta(p)["epoch"] in cfg.epochs]
+        for i, p in enumerate(tqdm(chosen, desc="scoring EMP-SSL checkpoints")):
+            meta = checkpoint_meta(p)
+            out["emp"].append({"epoch": meta["epoch"], "seconds": meta["train_seconds"],
+                               **score(backbone_at(p), splits, cfg, seed, cfg.eval_patches, i == len(chosen) - 1)})
+        out["emp_whole"] = score(backbone_at(paths[-1]), splits, cfg, seed, None)
+        torch.manual_seed(seed)
+        rand = ResNet18(splits.shape[0], cfg.width).to(dev)
+        out["random"] = score(rand, splits, cfg, seed, cfg.eval_patches, keep_features=True)
+        out["random_whole"] = score(rand, splits, cfg, seed, None)
+        budget = out["emp"][-1]["seconds"]
+        sim_epochs = cfg.simclr_epochs or simclr_epochs_for(cfg, simclr, splits, budget, seed)
+        torch.manual_seed(seed)
+        _, sim_paths = pretrain_with_checkpoints(simclr.make_model(splits.shape[0], cfg.width), splits,
+                                                 cfg.train_config(seed, BASELINE, sim_epochs), simclr,
+                                                 run_dir / "simclr", name="simclr")
+        metas = [checkpoint_meta(p) for p in sim_paths]
+        for row in tqdm(out["emp"], desc="scoring SimCLR checkpoints"):
+            i = int(np.argmin([abs(m["train_seconds"] - row["seconds"]) for m in metas]))
+            out["simclr"].append({"emp_epoch": row["epoch"], "epoch": metas[i]["epoch"],
+                                  "seconds": metas[i]["train_seconds"],
+                                  **score(backbone_at(sim_paths[i]), splits, cfg, seed, None)})
+        out["sim_epochs"] = sim_epochs
+        folder = run_dir / "projections"
+        out["projections"] = [str(save_projections(folder / f"{name}.csv", r["test_features"], r["test_labels"],
+                                                   "test", splits.classes))
+                              for name, r in (("random_encoder", out["random"]), ("EMP-SSL", out["emp"][-1]))]
+        return out
+
+    return cached("emp_ssl", key, compute)
+
+
+def curves_figure(emp: pd.DataFrame, sim: pd.DataFrame, random: dict):
+    """Test accuracy (linear, kNN) after each EMP-SSL epoch, SimCLR at the same seconds, the random floor."""
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    x = emp["epoch"]
+    ax.plot(x, 100 * emp["linear"], "o-", color="tab:blue", label="EMP-SSL, linear (patch-averaged)")
+    ax.plot(x, 100 * emp["knn"], "s--", color="tab:blue", label="EMP-SSL, kNN k=20 (patch-averaged)")
+    ax.plot(x, 100 * sim["linear"], "o-", color="tab:orange", label="SimCLR, same wall-clock, linear")
+    ax.plot(x, 100 * sim["knn"], "s--", color="tab:orange", label="SimCLR, same wall-clock, kNN")
+    ax.axhline(100 * random["linear"], color="gray", lw=1, label="random encoder, linear")
+    ax.axhline(100 * random["knn"], color="gray", lw=1, ls="--", label="random encoder, kNN")
+    ax.set_xlabel("EMP-SSL epochs (SimCLR: the same training seconds)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_xticks(list(x))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title("Accuracy after few epochs")
+    fig.tight_layout()
+    return fig
+
+
+def sphere_figure(random: dict, last: dict):
+    """The l2-normalised test embeddings of the random encoder and the last EMP-SSL checkpoint on the circle."""
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+    for ax, (name, r) in zip(axes, (("random encoder", random), (f"EMP-SSL, {last['epoch']} epoch(s)", last))):
+        c = circle_projection(r["test_features"]).numpy()
+        jitter = 1 + 0.06 * np.random.default_rng(0).standard_normal(len(c))
+        sc = ax.scatter(c[:, 0] * jitter, c[:, 1] * jitter, c=r["test_labels"].numpy(), cmap="tab10", s=4, alpha=0.6)
+        ax.set_aspect("equal")
+        ax.set_title(f"{name}\nuniformity {r['uniformity']:.2f}, kappa {r['kappa']:.1f}, class kappa "
+                     f"{r['kappa_class']:.1f}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.legend(*sc.legend_elements(), fontsize=6, loc="center right", title="class")
+    fig.suptitle("l2-normalised test embeddings, 2 leading principal directions, on the unit circle", fontsize=9)
+    return fig
+
+
+def results_table(out: dict, cfg: Config) -> pd.DataFrame:
+    def row(encoder, seconds, feats, r):
+        return {"encoder": encoder, "train s": seconds, "features": feats, "linear %": 100 * r["linear"],
+                "kNN %": 100 * r["knn"], "uniformity": r["uniformity"]}
+
+    patches = f"mean of {cfg.eval_patches} patches"
+    rows = [row(f"EMP-SSL, {r['epoch']} epoch(s)", round(r["seconds"]), patches, r) for r in out["emp"]]
+    rows += [row(f"SimCLR, {r['epoch']} epoch(s)", round(r["seconds"]), "whole image", r) for r in out["simclr"]]
+    rows += [row("EMP-SSL, last", round(out["emp"][-1]["seconds"]), "whole image", out["emp_whole"]),
+             row("random", 0, patches, out["random"]), row("random", 0, "whole image", out["random_whole"])]
+    return pd.DataFrame(rows).round(2)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def run(cfg: Config) -> Result:
+    """The run (cached), then the curves, the table, the sphere view and the words and numbers of the page."""
+    splits = load_data(cfg)
+    seed = cfg.seeds[0]
+    out = run_pretraining(cfg, seed, splits)
+    train = cfg.train_config(seed)
+    emp, sim = pd.DataFrame(out["emp"]), pd.DataFrame(out["simclr"])
+    e1, s1, el, ew, rnd = out["emp"][0], out["simclr"][0], out["emp"][-1], out["emp_whole"], out["random"]
+    n_patches = cfg.methods()[0].n_patches
+    result = Result(cfg, runs=out)
+    result.tables = {"tab_results": results_table(out, cfg)}
+    result.figures = {"fig_curves": curves_figure(emp, sim, rnd), "fig_sphere": sphere_figure(rnd, el)}
+    for fig in result.figures.values():
+        plt.close(fig)
+    claim = e1["linear"] > rnd["linear"] and e1["knn"] > rnd["knn"]
+    result.text = {
+        "data_desc": f"{splits.describe()}; scale={cfg.scale}",
+        "setup": f"ResNet-18 of width {cfg.width} ({8 * cfg.width}-d features), batch {train.batch_size} images x "
+                 f"{n_patches} patches, LARS lr {train.lr:g} with a cosine schedule over {train.epochs} epochs; "
+                 f"evaluation averages {cfg.eval_patches} patches per image",
+        "emp_ips": f"{out['emp_ips']:.1f} images/s ({out['emp_ips'] * n_patches:.0f} patches/s)",
+        "n_train": f"{len(splits.train):,}", "n_patches_t": str(n_patches),
+        "emp_epoch_s": f"{e1['seconds']:.0f} s", "emp_full_epoch": f"{60000 / out['emp_ips'] / 60:.0f} min",
+        "sim_epochs": str(out["sim_epochs"]),
+        "emp1_lin": pct(e1["linear"]), "emp1_knn": pct(e1["knn"]), "sim1_lin": pct(s1["linear"]),
+        "sim1_knn": pct(s1["knn"]), "rand_lin": pct(rnd["linear"]), "rand_knn": pct(rnd["knn"]),
+        "gain_random": f"{100 * (e1['linear'] - rnd['linear']):+.1f}",
+        "vs_simclr": "better than" if e1["linear"] > s1["linear"] else "not better than",
+        "claim_random": "holds" if claim else "does not hold",
+        "last_lin_patch": pct(el["linear"]), "last_lin_whole": pct(ew["linear"]),
+        "last_knn_patch": pct(el["knn"]), "last_knn_whole": pct(ew["knn"]),
+        "unif_emp": f"{el['uniformity']:.2f}", "unif_rand": f"{rnd['uniformity']:.2f}",
+        "spread_verdict": "spread out" if el["uniformity"] < rnd["uniformity"] else "did not spread out",
+        "kappa_emp": f"{el['kappa']:.1f}", "kappa_class_emp": f"{el['kappa_class']:.1f}",
+        "kappa_rand": f"{rnd['kappa']:.1f}", "kappa_class_rand": f"{rnd['kappa_class']:.1f}",
+    }
+    result.numbers = {
+        **{f"emp{r['epoch']}_{k}": float(r[k]) for r in out["emp"] for k in ("linear", "knn", "uniformity")},
+        **{f"simclr{r['emp_epoch']}_{k}": float(r[k]) for r in out["simclr"] for k in ("linear", "knn")},
+        **{f"random_{k}": float(rnd[k]) for k in ("linear", "knn", "uniformity", "kappa")},
+        **{f"random_whole_{k}": float(out["random_whole"][k]) for k in ("linear", "knn")},
+        **{f"emp_whole_{k}": float(ew[k]) for k in ("linear", "knn")},
+        "sim_epochs": float(out["sim_epochs"]), "emp_images_per_second": float(out["emp_ips"]),
+    }
+    return result
+
+
+__all__ = ["Config", "PRESETS", "load_data", "run", "run_pretraining", "score", "simclr_epochs_for"]
