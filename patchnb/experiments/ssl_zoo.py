@@ -47,8 +47,8 @@ from ..checks import check_choice, check_int
 from ..data import DATASETS, Splits, load_splits
 from ..embedding import PatchEmbedding, build_dictionary
 from ..eval import FeatureMap, evaluate_encoder
-from ..models import LocallyLinearNetwork
-from ..ssl import ResNet18, read_method_config
+from ..models import LocallyLinearNetwork, ResNet18
+from ..ssl import read_method_config
 from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, fit
 from .base import ExperimentConfig, Result

@@ -12,7 +12,7 @@ import pandas as pd
 from ..book import pm
 from ..data import Splits
 from ..eval import confusion_figure, features, query_figure
-from ..ssl import ResNet18
+from ..models import ResNet18
 
 BASELINES = ("random", "supervised", "phi_full")
 LABELS = {"simclr": "SimCLR", "mocov2": "MoCo v2 + EqCo + MoCHi", "hcl": "HCL", "deepcluster": "DeepCluster",

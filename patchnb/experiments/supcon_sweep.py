@@ -9,7 +9,7 @@ every few epochs, a linear head trained on every checkpoint, the checkpoint with
 confusion matrix for it.
 
 What the recipe does: SupCon with its settings from ``patchnb/ssl/configs/supcon.yaml`` through the
-shared loop, the backbone written every ``every`` epochs (:func:`patchnb.ssl.emp.pretrain_with_checkpoints`);
+shared loop, the backbone written every ``every`` epochs (:func:`patchnb.ssl.pretrain_with_checkpoints`);
 then :func:`patchnb.eval.sweep_checkpoints`: a logistic-regression head per checkpoint (L2 strength
 chosen on validation), only the best checkpoint scored on test. The baseline is the same backbone + a
 linear layer trained end to end with cross-entropy under the same :class:`~patchnb.train.TrainConfig`
@@ -42,10 +42,10 @@ from ..cache import cached
 from ..checks import check_choice, check_float, check_int
 from ..data import DATASETS, Splits, load_splits
 from ..eval import classification_metrics, confusion_figure, sweep_checkpoints
-from ..ssl import ResNet18, read_method_config
+from ..models import ResNet18
+from ..ssl import pretrain_with_checkpoints, read_method_config
 from ..ssl.config import build_method
-from ..ssl.emp import pretrain_with_checkpoints
-from ..train import Classification, TrainConfig, fit, predict
+from ..train import Classification, TrainConfig, features, fit
 from .base import ExperimentConfig, Result
 
 METHOD = "supcon"  # the YAML config of the pre-training (patchnb/ssl/configs/supcon.yaml)
@@ -144,7 +144,7 @@ def run_sweep(cfg: Config, seed: int, splits: Splits) -> dict:
         backbone = ResNet18(splits.shape[0], cfg.width)
         ce = nn.Sequential(backbone, nn.Linear(backbone.out_dim, len(splits.classes)))
         ce_res = fit(ce, splits, train, Classification(), run_dir=run_dir / "ce", name="cross-entropy", progress=True)
-        ce_test = classification_metrics(splits.test.labels, predict(ce, splits.test, splits).argmax(1),
+        ce_test = classification_metrics(splits.test.labels, features(ce, splits.test, splits, 1000)[0].argmax(1),
                                          len(splits.classes))
         return {"history": res.history, "supcon_seconds": res.seconds, "rows": sweep.rows, "best": sweep.best,
                 "best_epoch": sweep.best_epoch, "val": sweep.val, "test": sweep.test, "ce_test": ce_test,
