@@ -49,7 +49,7 @@ from tqdm.auto import tqdm
 
 from ..cache import cached
 from ..checks import check_choice, check_float, check_int
-from ..data import DATASETS, Splits, load_splits
+from ..data import Splits, load_splits
 from ..eval import evaluate_encoder, load_backbone, save_projections
 from ..losses import uniformity
 from ..metrics import circle_projection, vmf_concentration
@@ -58,6 +58,7 @@ from ..ssl import checkpoint_meta, patch_averaged_features, pretrain_with_checkp
 from ..ssl.config import build_method
 from ..train import TrainConfig, resolve_device
 from .base import ExperimentConfig, Result
+from .data_source import check_data_source
 
 METHOD, BASELINE = "emp_ssl", "simclr"  # the YAML configs (patchnb/ssl/configs/<name>.yaml)
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # the L2 grid of the chapter's probes
@@ -95,19 +96,7 @@ class Config(ExperimentConfig):
             raise ValueError(f"seeds must hold exactly one seed (the page follows one pre-training run), got "
                              f"{list(self.seeds)}")
         check_int("seed", self.seeds[0], 0)
-        check_choice("dataset", self.dataset, DATASETS)
-        if self.dataset == "imagefolder" and not self.data_root:
-            raise ValueError("data_root must name the ImageFolder tree when dataset='imagefolder'")
-        if (self.mean is None) != (self.std is None):
-            raise ValueError(f"give both mean and std, or neither (mean={self.mean!r}, std={self.std!r})")
-        if self.mean is not None:
-            if not isinstance(self.mean, tuple) or not isinstance(self.std, tuple) or len(self.mean) != len(self.std):
-                raise ValueError(f"mean and std must be lists of the same length, got {self.mean!r} and {self.std!r}")
-            for m, s in zip(self.mean, self.std):
-                check_float("mean", m)
-                check_float("std", s, 0.0, strict_min=True)
-        for name in ("n_train", "n_val", "n_test"):
-            check_int(name, getattr(self, name), 1, allow_none=True)
+        check_data_source(self)
         if not isinstance(self.epochs, tuple) or not self.epochs:
             raise ValueError(f"epochs must be a non-empty increasing list of epoch counts >= 1, got {self.epochs!r}")
         for e in self.epochs:
