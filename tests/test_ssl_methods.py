@@ -325,5 +325,5 @@ def test_detcon_segment_masks():
 def test_emp_ssl_rejects_bad_eps_at_construction():
     from patchnb.ssl import EMPSSL
 
-    with pytest.raises(ValueError, match="eps must be > 0"):
+    with pytest.raises(ValueError, match="eps must be a finite value > 0"):
         EMPSSL(eps=0.0)
