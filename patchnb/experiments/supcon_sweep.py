@@ -39,14 +39,15 @@ import torch
 from torch import nn
 
 from ..cache import cached
-from ..checks import check_choice, check_float, check_int
-from ..data import DATASETS, Splits, load_splits
+from ..checks import check_float, check_int
+from ..data import Splits, load_splits
 from ..eval import classification_metrics, confusion_figure, sweep_checkpoints
 from ..models import ResNet18
 from ..ssl import pretrain_with_checkpoints, read_method_config
 from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, features, fit
 from .base import ExperimentConfig, Result
+from .data_source import check_data_source
 
 METHOD = "supcon"  # the YAML config of the pre-training (patchnb/ssl/configs/supcon.yaml)
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -77,20 +78,8 @@ class Config(ExperimentConfig):
         if len(self.seeds) != 1:
             raise ValueError(f"seeds must hold exactly one seed (the page follows one pre-training run), got "
                              f"{list(self.seeds)}")
-        check_choice("dataset", self.dataset, DATASETS)
-        if self.dataset == "imagefolder" and not self.data_root:
-            raise ValueError("data_root must name the ImageFolder tree when dataset='imagefolder'")
+        check_data_source(self)
         check_int("image_size", self.image_size, 1, allow_none=True)
-        if (self.mean is None) != (self.std is None):
-            raise ValueError(f"give both mean and std, or neither (mean={self.mean!r}, std={self.std!r})")
-        if self.mean is not None:
-            if not isinstance(self.mean, tuple) or not isinstance(self.std, tuple) or len(self.mean) != len(self.std):
-                raise ValueError(f"mean and std must be lists of the same length, got {self.mean!r} and {self.std!r}")
-            for m, s in zip(self.mean, self.std):
-                check_float("mean", m)
-                check_float("std", s, 0.0, strict_min=True)
-        for name in ("n_train", "n_val", "n_test"):
-            check_int(name, getattr(self, name), 1, allow_none=True)
         for name in ("width", "epochs", "every", "eval_batch_size"):
             check_int(name, getattr(self, name), 1)
         if self.every > self.epochs:
