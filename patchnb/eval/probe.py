@@ -13,16 +13,18 @@ its L2 regularisation chosen on a validation split, evaluated once on test. Here
 * every value of ``weight_decays`` is tried; the one with the best validation accuracy wins (ties:
   the stronger regularisation), and only that head is scored on test.
 
-Metrics (:func:`classification_metrics`) follow ``sklearn.metrics`` with ``average="macro"``:
-precision / recall / F1 per class, averaged over the classes present in the labels or the
-predictions, 0 where undefined (``zero_division=0``); F1 is the mean of per-class F1 scores.
+Metrics (:func:`classification_metrics`, :func:`confusion_matrix`) are computed by ``sklearn.metrics``
+with ``average="macro"``: precision / recall / F1 per class, averaged over the classes present in the
+labels or the predictions, 0 where undefined (``zero_division=0``); F1 is the mean of per-class F1 scores.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -30,39 +32,71 @@ import torch.nn.functional as F
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
-def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> torch.Tensor:
-    """``(n_classes, n_classes)`` int64 counts, rows = true class, columns = predicted class
-    (the layout of ``sklearn.metrics.confusion_matrix``); it sums to the number of samples."""
-    y_true, y_pred = torch.as_tensor(y_true).long().flatten(), torch.as_tensor(y_pred).long().flatten()
+def _label_vectors(y_true, y_pred, n_classes: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """``y_true``, ``y_pred`` as int64 numpy vectors and the number of classes, checked: same length,
+    labels in ``[0, n_classes)`` (``n_classes`` defaults to the largest label + 1)."""
+    y_true = torch.as_tensor(y_true).long().flatten().numpy()
+    y_pred = torch.as_tensor(y_pred).long().flatten().numpy()
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred must have the same length, got {len(y_true)} and {len(y_pred)}")
-    if len(y_true) and min(int(y_true.min()), int(y_pred.min())) < 0:
-        raise ValueError("labels must be >= 0")
-    top = int(max(y_true.max(), y_pred.max())) + 1 if len(y_true) else 0
-    n = n_classes if n_classes is not None else top
-    if top > n:
-        raise ValueError(f"n_classes={n_classes} but a label {top - 1} occurs")
-    return torch.bincount(y_true * n + y_pred, minlength=n * n).reshape(n, n)
+    if n_classes is not None:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
+            raise ValueError(f"n_classes must be an integer >= 1 or None, got {n_classes!r}")
+        n_classes = int(n_classes)
+    if len(y_true) == 0:
+        return y_true, y_pred, n_classes or 0
+    low, top = int(min(y_true.min(), y_pred.min())), int(max(y_true.max(), y_pred.max()))
+    n = n_classes if n_classes is not None else top + 1
+    if low < 0 or top >= n:
+        bad = low if low < 0 else top
+        raise ValueError(f"labels must lie in [0, n_classes={n}), got label {bad} in "
+                         f"{'y_true' if bad in y_true else 'y_pred'}")
+    return y_true, y_pred, n
+
+
+def confusion_matrix(y_true, y_pred, n_classes: int | None = None) -> torch.Tensor:
+    """``(n_classes, n_classes)`` int64 counts from ``sklearn.metrics.confusion_matrix``: rows = true class,
+    columns = predicted class, every class ``0 .. n_classes - 1`` has its row and column (also one that
+    occurs in neither vector); it sums to the number of samples. ``n_classes`` defaults to the largest
+    label + 1; a label outside ``[0, n_classes)`` is a ``ValueError`` (sklearn would silently drop it)."""
+    from sklearn import metrics as skm  # imported when used: sklearn (with scipy) costs seconds to import
+
+    y_true, y_pred, n = _label_vectors(y_true, y_pred, n_classes)
+    if len(y_true) == 0:  # sklearn refuses empty input; the counts of nothing are zeros
+        return torch.zeros(n, n, dtype=torch.long)
+    return torch.from_numpy(skm.confusion_matrix(y_true, y_pred, labels=np.arange(n)).astype(np.int64))
 
 
 def classification_metrics(y_true, y_pred, n_classes: int | None = None) -> dict:
-    """Accuracy, macro precision / recall / F1 (as sklearn, ``zero_division=0``), per-class values and the
-    confusion matrix (a list of lists, so the dict is JSON-ready)."""
-    cm = confusion_matrix(y_true, y_pred, n_classes).double()
-    tp = cm.diag()
-    support, predicted = cm.sum(1), cm.sum(0)
-    present = (support > 0) | (predicted > 0)
-    precision = torch.where(predicted > 0, tp / predicted.clamp_min(1), torch.zeros_like(tp))
-    recall = torch.where(support > 0, tp / support.clamp_min(1), torch.zeros_like(tp))
-    denom = precision + recall
-    f1 = torch.where(denom > 0, 2 * precision * recall / denom.clamp_min(1e-300), torch.zeros_like(tp))
-    total = float(cm.sum())
-    macro = (lambda v: float(v[present].mean()) if present.any() else 0.0)
-    return {"accuracy": float(tp.sum()) / total if total else 0.0, "precision": macro(precision),
-            "recall": macro(recall), "f1": macro(f1), "n": int(total),
-            "per_class": {"precision": precision.tolist(), "recall": recall.tolist(), "f1": f1.tolist(),
-                          "support": support.long().tolist()},
-            "confusion": cm.long().tolist()}
+    """Accuracy and macro precision / recall / F1 from ``sklearn.metrics``, per-class values and the
+    confusion matrix, all plain floats / ints / lists (the dict is JSON-ready).
+
+    * ``accuracy``: ``accuracy_score``; ``n``: the number of samples.
+    * ``precision`` / ``recall`` / ``f1``: ``precision_recall_fscore_support(average="macro",
+      zero_division=0)`` over the classes that occur in ``y_true`` or ``y_pred`` (sklearn's default
+      ``labels``): a class of the labels that is never predicted has precision 0 (0 / 0 set to 0), not
+      NaN, and pulls the macro averages down; a class in neither vector is left out of the averages.
+      F1 is the mean of the per-class F1 scores (not the F1 of the mean precision and recall).
+    * ``per_class``: ``precision`` / ``recall`` / ``f1`` / ``support`` for every class ``0 ..
+      n_classes - 1`` (``average=None``, ``zero_division=0``: 0 where undefined).
+    * ``confusion``: :func:`confusion_matrix` as a list of lists.
+
+    Raises ``ValueError`` for vectors of different lengths, no samples, or labels outside
+    ``[0, n_classes)``."""
+    from sklearn import metrics as skm
+
+    y_true, y_pred, n = _label_vectors(y_true, y_pred, n_classes)
+    if len(y_true) == 0:
+        raise ValueError("y_true and y_pred hold no samples: there are no metrics to compute")
+    precision, recall, f1, _ = skm.precision_recall_fscore_support(y_true, y_pred, average="macro",
+                                                                   zero_division=0)
+    per_precision, per_recall, per_f1, support = skm.precision_recall_fscore_support(
+        y_true, y_pred, labels=np.arange(n), average=None, zero_division=0)
+    return {"accuracy": float(skm.accuracy_score(y_true, y_pred)), "precision": float(precision),
+            "recall": float(recall), "f1": float(f1), "n": len(y_true),
+            "per_class": {"precision": per_precision.tolist(), "recall": per_recall.tolist(), "f1": per_f1.tolist(),
+                          "support": support.astype(int).tolist()},
+            "confusion": confusion_matrix(y_true, y_pred, n).tolist()}
 
 
 @dataclass
