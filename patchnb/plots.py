@@ -33,6 +33,28 @@ def image_grid(images: torch.Tensor, ncols: int = 16, title: str | None = None, 
     return fig
 
 
+def explore_grid(states: dict[str, torch.Tensor], sizes, kinds, size: float = 0.32):
+    """Precomputed explorer states: one panel of centroids per (patch size, whitening), rows by patch
+    size and columns by whitening (``states["<size>-<kind>"]`` of shape (n, C, s, s))."""
+    n = len(next(iter(states.values())))
+    per_row = math.ceil(math.sqrt(n))
+    fig = plt.figure(figsize=(len(kinds) * per_row * size + 1, len(sizes) * per_row * size + 0.6))
+    outer = fig.add_gridspec(len(sizes), len(kinds), wspace=0.15, hspace=0.3)
+    for r, s in enumerate(sizes):
+        for c, kind in enumerate(kinds):
+            imgs = states[f"{s}-{kind}"]
+            inner = outer[r, c].subgridspec(per_row, per_row, wspace=0.05, hspace=0.05)
+            for i in range(per_row * per_row):
+                ax = fig.add_subplot(inner[i // per_row, i % per_row])
+                ax.axis("off")
+                if i < len(imgs):
+                    ax.imshow(_to_image(imgs[i]), cmap="gray", interpolation="nearest")
+                if i == 0:
+                    ax.set_title(f"{s}x{s}, {kind}", fontsize=7, loc="left")
+    fig.suptitle(f"{n} k-means centroids per patch size (rows) and whitening (columns)", fontsize=9)
+    return fig
+
+
 def patch_rows(rows: dict[str, torch.Tensor], title: str | None = None, size: float = 0.6):
     """One row of (N, C, h, w) images per entry of ``rows``, the key as the row label."""
     n = max(len(v) for v in rows.values())

@@ -59,6 +59,10 @@ class Config(ExperimentConfig):
     n_held: int = 20000  # held-out patches for the whitening check and the Algorithm 1 comparison
     compare_points: int = 65536
     compare_k: int = 256
+    # precomputed states of the explorer, drawn on the page (the HTML has no live kernel)
+    explore_sizes: tuple[int, ...] = (3, 5, 7)
+    explore_kinds: tuple[str, ...] = ("none", "zca")
+    explore_n: int = 16
 
     BUDGET: ClassVar[str] = "n_patches"
 
@@ -80,6 +84,13 @@ class Config(ExperimentConfig):
         if self.compare_k > min(self.compare_points, self.n_patches):
             raise ValueError(f"compare_k={self.compare_k} must not exceed compare_points={self.compare_points} "
                              f"(nor n_patches={self.n_patches})")
+        if not self.explore_sizes or not self.explore_kinds:
+            raise ValueError("explore_sizes and explore_kinds must each list at least one value")
+        for size in self.explore_sizes:
+            check_int("explore_sizes", size, 1)
+        for kind in self.explore_kinds:
+            check_choice("explore_kinds", kind, patches.WHITENINGS)
+        check_int("explore_n", self.explore_n, 1)
         if len(self.seeds) != 1:
             raise ValueError(f"seeds={list(self.seeds)}: the dictionary page is one run; give one seed")
 
@@ -146,7 +157,11 @@ def _compute(cfg: Config) -> dict:
     dicts = {KMEANS: km.centroids, ALGORITHM1: x_dict[fp], "random patches": x_dict[rand]}
     quantization = {name: float(cluster.nearest(held_w, v)[1].mean()) for name, v in dicts.items()}
 
-    return {"data_desc": splits.describe(), "norm_mean": list(splits.norm.mean), "norm_std": list(splits.norm.std),
+    explore = {f"{size}-{kind}": explore_centroids(train, size, kind, cfg.explore_n, seed=seed)
+               for size in cfg.explore_sizes for kind in cfg.explore_kinds}
+
+    return {"explore": explore,
+            "data_desc": splits.describe(), "norm_mean": list(splits.norm.mean), "norm_std": list(splits.norm.std),
             "n_all": len(train) * (train.shape[2] - p + 1) * (train.shape[3] - p + 1),
             "eigenvalues": pca.eigenvalues.flip(0).clone(),  # largest first
             "sample": sample, "sample_zca": zca(sample).view_as(sample),
@@ -185,6 +200,7 @@ def run(cfg: Config) -> Result:
                                           title=f"{len(rec['zca_centroids'])} k-means centroids of ZCA-whitened "
                                                 f"patches, largest clusters first"),
     }
+    figures["fig_explore"] = plots.explore_grid(rec["explore"], cfg.explore_sizes, cfg.explore_kinds)
     for fig in figures.values():  # shown by the page's glue, not by the inline backend
         plt.close(fig)
     text = {
@@ -216,16 +232,24 @@ def run(cfg: Config) -> Result:
 # ----------------------------------------------------------------------------- the explorer
 
 
-def explore_figure(train: torch.Tensor, size: int, kind: str, n: int, seed: int = 0, n_moments: int = 2000,
-                   n_sampled: int = 20000, n_iter: int = 10):
+def explore_centroids(train: torch.Tensor, size: int, kind: str, n: int, seed: int = 0, n_moments: int = 2000,
+                      n_sampled: int = 20000, n_iter: int = 10) -> torch.Tensor:
     """A small dictionary for one setting of the explorer: ``n`` k-means centroids of ``size x size``
-    patches whitened with ``kind`` (moments of the first ``n_moments`` images), drawn as images."""
+    patches whitened with ``kind`` (moments of the first ``n_moments`` images), as (n, C, size, size)."""
     check_choice("kind", kind, patches.WHITENINGS)
-    mean, cov = patches.patch_moments(train[:n_moments], size)
+    if not 1 <= size <= min(train.shape[2:]):
+        raise ValueError(f"size={size} must be between 1 and the image side {min(train.shape[2:])}")
+    mean, cov = patches.patch_moments(train[:n_moments], size, progress=False)
     w = patches.Whitening.from_covariance(mean, cov, kind)
     pts = patches.dictionary_patches(train, n_sampled, size, seed=seed)
     r = cluster.kmeans(w(pts), n, n_iter=n_iter, seed=seed)
-    return plots.image_grid(r.centroids.view(n, train.shape[1], size, size), ncols=16,
+    return r.centroids.view(n, train.shape[1], size, size).clone()
+
+
+def explore_figure(train: torch.Tensor, size: int, kind: str, n: int, seed: int = 0, **sizes):
+    """The explorer's figure for one setting (:func:`explore_centroids` drawn as images; ``sizes``:
+    its ``n_moments``, ``n_sampled``, ``n_iter``)."""
+    return plots.image_grid(explore_centroids(train, size, kind, n, seed=seed, **sizes), ncols=16,
                             title=f"{n} centroids, {size}x{size}, {kind} whitening")
 
 
@@ -248,4 +272,4 @@ def explorer(cfg: Config, train: torch.Tensor | None = None):
                        n=Dropdown(options=[16, 32, 64, 128], value=64))
 
 
-__all__ = ["Config", "PRESETS", "explore_figure", "explorer", "load_train", "run", "whitenings"]
+__all__ = ["Config", "PRESETS", "explore_centroids", "explore_figure", "explorer", "load_train", "run", "whitenings"]

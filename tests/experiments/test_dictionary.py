@@ -29,7 +29,7 @@ def test_dictionary_smoke_numbers():
     assert (t["fp_ratio"], t["fp_cover"]) == ("1.52", "worse")
     assert t["patch_desc"] == "5x5 (1,152,000 in all)" and t["data_desc"].endswith("; scale=smoke")
     assert list(result.tables["tab_backends"].index) == ["faiss", "sklearn"]
-    assert set(result.figures) == {"fig_spectrum", "fig_whitened_patches", "fig_centroids"}
+    assert set(result.figures) == {"fig_spectrum", "fig_whitened_patches", "fig_centroids", "fig_explore"}
 
 
 @pytest.mark.parametrize("field, value", [("patch_size", 0), ("whitening", "svd"), ("n_patches", 0),
@@ -77,3 +77,19 @@ def test_explore_figure_draws_n_centroids():
     assert len([a for a in fig.axes if a.images]) == 16
     with pytest.raises(ValueError, match="kind"):
         dictionary.explore_figure(train, 3, "svd", 16)
+
+
+def test_page_shows_precomputed_explorer_states():
+    """The HTML has no kernel: the explorer's section shows a grid of precomputed states instead."""
+    train = torch.randn(40, 1, 10, 10, generator=torch.Generator().manual_seed(1))
+    states = {f"{s}-{k}": dictionary.explore_centroids(train, s, k, 4, n_sampled=300, n_moments=40)
+              for s in (2, 3) for k in ("none", "zca")}
+    assert states["3-zca"].shape == (4, 1, 3, 3)
+    from patchnb import plots
+
+    fig = plots.explore_grid(states, (2, 3), ("none", "zca"))
+    assert len([a for a in fig.axes if a.images]) == 16
+    with pytest.raises(ValueError, match="size=11"):
+        dictionary.explore_centroids(train, 11, "zca", 4)
+    with pytest.raises(ValueError, match="explore_kinds"):
+        dictionary.Config.preset("smoke", explore_kinds=("svd",))
