@@ -23,7 +23,7 @@ from .features import BackboneError, cached_features, features, load_backbone, s
 from .figures import confusion_figure, kernel_figure, query_figure
 from .geometry import alignment_uniformity, rotation_test
 from .probe import ProbeResult, classification_metrics, confusion_matrix, linear_probe
-from .projections import load_projections, save_projections
+from .projections import load_projections, load_projector, save_book_projector, save_projections, save_projector
 from .protocol import FeatureMap, evaluate_encoder
 from .sweep import SweepError, SweepResult, find_checkpoints, sweep_checkpoints
 
@@ -33,4 +33,5 @@ __all__ = [
     "kernel_figure", "knn_classifier", "knn_classify", "KNNResult", "linear_probe", "load_backbone",
     "load_projections", "ProbeResult", "query_figure", "rotation_test", "save_backbone",
     "save_projections", "sweep_checkpoints", "SweepError", "SweepResult",
+    "load_projector", "save_book_projector", "save_projector",
 ]
