@@ -150,9 +150,10 @@ def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output:
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial.ipynb")
-    before = {k: os.environ.get(k) for k in ("PATCHNB_BATCH", "PATCHNB_NOTEBOOK")}
+    before = {k: os.environ.get(k) for k in ("PATCHNB_BATCH", "PATCHNB_NOTEBOOK", "TQDM_DISABLE")}
     os.environ["PATCHNB_BATCH"] = "1"  # inherited by the kernel: widgets stay inert, glue only records
     os.environ["PATCHNB_NOTEBOOK"] = source.stem  # the wandb group of the notebook's runs
+    os.environ["TQDM_DISABLE"] = "1"  # no progress-bar widgets in the page; `patchnb book` prints a line per page
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(str(source), str(partial), parameters=parameters, cwd=str(cwd), kernel_name="python3",
