@@ -56,6 +56,7 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from .distributed import is_main_process
 from .experiments.patch.network import DICTIONARIES, EMBEDDINGS, MODELS, WHITENINGS, RunConfig, run_network
 
 # The seed README's commands (paper defaults) and their equivalents here.
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run_dir = Path(args.run_dir or Path("runs") / name.replace(" ", "_").replace("/", "_"))
     out = run_network(cfg, run_dir=run_dir)
+    if not is_main_process():  # torchrun: rank 0 writes the summary and reports
+        return 0
     summary = {"name": name, "config": out["config"], "seconds": out["seconds"],
                "results": [{k: v for k, v in r.items() if k != "history"} for r in out["results"]]}
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -22,12 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import pickle
 import random
-import tempfile
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,19 +32,29 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed
+from .checkpoint import (  # noqa: F401  (CheckpointError ... remove_temporaries: re-exported, callers use them)
+    LAST,
+    PREVIOUS,
+    RESULT,
+    CheckpointError,
+    checksum_status,
+    load_checkpoint,
+    load_result,
+    remove_temporaries,
+    resume_point,
+    rng_state,
+    save_atomic,
+    set_rng_state,
+)
 from .data import ImageData, Splits, check_choice, iterate_batches, random_crop_flip
+from .distributed import is_main_process, resolve_device  # noqa: F401  (re-exported)
+from .optim import LARS, OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer  # noqa: F401  (re-exported)
 from .track import Run
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "lars")
-SCHEDULES = ("constant", "multistep", "cosine", "exponential", "staircase")
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is unreadable or belongs to another configuration."""
 
 
 @dataclass
@@ -92,76 +98,11 @@ class TrainConfig:
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available else cpu; otherwise the named device (checked to exist)."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'")
-    return dev
-
-
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
-
-
-def lr_factor(cfg: TrainConfig, epoch: float) -> float:
-    """Multiplier of the base LR at (fractional) ``epoch``: warm-up, then the schedule."""
-    if cfg.warmup_epochs > 0 and epoch < cfg.warmup_epochs:
-        return (epoch + 1e-8) / cfg.warmup_epochs
-    if cfg.schedule == "constant":
-        return 1.0
-    if cfg.schedule == "multistep":
-        return cfg.gamma ** sum(int(epoch) >= m for m in cfg.milestones)
-    if cfg.schedule == "exponential":
-        return cfg.gamma ** epoch
-    if cfg.schedule == "staircase":
-        return cfg.gamma ** (int(epoch) // cfg.step_epochs)
-    span = max(cfg.epochs - cfg.warmup_epochs, 1e-8)  # cosine
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (epoch - cfg.warmup_epochs) / span)))
-
-
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise adaptive rate scaling (You et al. 2017, "Large Batch
-    Training of Convolutional Networks", eq. 6): each tensor's step is scaled by
-    ``eta * ||w|| / (||g|| + wd ||w||)``. Biases and norm parameters (1-D) are not adapted."""
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.02):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if p.ndim > 1:
-                    g = g.add(p, alpha=group["weight_decay"])
-                    wn, gn = p.norm(), g.norm()
-                    trust = torch.where((wn > 0) & (gn > 0), group["eta"] * wn / gn, torch.ones_like(wn))
-                    g = g * trust
-                buf = self.state[p].get("momentum")
-                buf = g.clone() if buf is None else buf.mul_(group["momentum"]).add_(g)
-                self.state[p]["momentum"] = buf
-                p.add_(buf, alpha=-group["lr"])
-
-
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise ValueError("the model has no trainable parameters")
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, cfg.lr, weight_decay=cfg.weight_decay)
-    return LARS(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -204,8 +145,9 @@ def features(model: torch.nn.Module, data: ImageData, splits: Splits, batch_size
 
 @dataclass
 class Classification:
-    """Supervised cross-entropy with the paper's augmentation (random crop after zero-padding by
-    ``pad``, horizontal flip); scored by accuracy."""
+    """Supervised cross-entropy with the paper's augmentation (random crop after padding the raw
+    image by ``pad`` black pixels, horizontal flip: torchvision's ``RandomCrop(padding=pad)`` and
+    ``RandomHorizontalFlip()`` before ``Normalize``); scored by accuracy."""
 
     pad: int = 4
     flip: bool = True
@@ -213,10 +155,9 @@ class Classification:
 
     def step(self, model, images, labels, splits, generator):
         device = next(model.parameters()).device
-        x = splits.norm(images, device)
-        if self.pad or self.flip:
-            x = random_crop_flip(x, self.pad, self.flip, generator)
-        logits = model(x)
+        if self.pad or self.flip:  # on the raw pixels: the border is black, as torchvision's RandomCrop pads
+            images = random_crop_flip(images, self.pad, self.flip, generator)
+        logits = model(splits.norm(images, device))
         loss = F.cross_entropy(logits, labels.to(device))
         acc = (logits.argmax(1).cpu() == labels).float().mean()
         return loss, {"train_acc": float(acc)}
@@ -226,171 +167,6 @@ class Classification:
         loss = F.cross_entropy(logits, data.labels).item()
         pred = logits.argmax(1)
         return {"score": float((pred == data.labels).float().mean()), "loss": loss, "predictions": pred}
-
-
-# ----------------------------------------------------------------------------- checkpoints
-
-# A file written by save_atomic is an ordinary torch.save zip archive whose zip comment (the last bytes
-# of the file, ignored by every zip reader) is CHECKSUM_TAG + the SHA-256 of all the bytes before it.
-CHECKSUM_TAG = b"patchnb-sha256:"
-_EOCD = b"PK\x05\x06"  # zip end-of-central-directory signature; the record is 22 bytes + the comment
-_COMMENT_LEN = len(CHECKSUM_TAG) + 64
-_CHUNK = 1 << 22
-
-
-def _sha256(f, nbytes: int, tail: bytes = b"") -> str:
-    """SHA-256 of the first ``nbytes`` of the open file ``f``, then ``tail``."""
-    h = hashlib.sha256()
-    f.seek(0)
-    left = nbytes
-    while left > 0:
-        block = f.read(min(_CHUNK, left))
-        if not block:
-            break
-        h.update(block)
-        left -= len(block)
-    h.update(tail)
-    return h.hexdigest()
-
-
-def _write_checksum(f) -> None:
-    """Append the checksum comment to the torch.save archive just written to ``f`` (opened w+b)."""
-    size = f.seek(0, os.SEEK_END)
-    f.seek(size - 22)
-    eocd = f.read(22)
-    if size < 22 or eocd[:4] != _EOCD or eocd[20:22] != b"\0\0":
-        raise RuntimeError("torch.save did not write a zip archive without a comment; cannot add a checksum")
-    length = _COMMENT_LEN.to_bytes(2, "little")
-    digest = _sha256(f, size - 2, length)
-    f.seek(size - 2)
-    f.write(length + CHECKSUM_TAG + digest.encode())
-
-
-def checksum_status(path: str | Path) -> str:
-    """``"ok"`` when ``path`` carries the checksum :func:`save_atomic` writes and its bytes match it,
-    ``"mismatch"`` when they do not (a bit flip), ``"absent"`` when there is none (a truncated file,
-    or one written by other code)."""
-    with open(path, "rb") as f:
-        size = f.seek(0, os.SEEK_END)
-        if size < 22 + _COMMENT_LEN:
-            return "absent"
-        f.seek(size - 22 - _COMMENT_LEN)
-        tail = f.read()
-        eocd, comment = tail[:22], tail[22:]
-        if eocd[:4] != _EOCD or not comment.startswith(CHECKSUM_TAG):
-            return "absent"
-        if int.from_bytes(eocd[20:22], "little") != _COMMENT_LEN:
-            return "mismatch"
-        return "ok" if _sha256(f, size - _COMMENT_LEN) == comment[len(CHECKSUM_TAG):].decode("ascii", "replace") \
-            else "mismatch"
-
-
-def _temporary(path: Path) -> tuple[int, str]:
-    return tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-
-
-def save_atomic(obj, path: str | Path, previous: str | Path | None = None) -> None:
-    """torch.save ``obj`` with a checksum (:func:`checksum_status`) to a temporary file of its own in
-    ``path``'s folder, fsync, then rename it over ``path``: a crash never leaves a half-written file
-    in place of a good one, and concurrent writers never share a temporary file.
-
-    ``obj`` must hold only tensors and plain containers (it is read back with ``weights_only=True``).
-    With ``previous``, an existing ``path`` is first renamed to ``previous`` (the two newest files
-    are kept). The file is created readable by its owner only (``mkstemp``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _temporary(path)
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            torch.save(obj, f)
-            _write_checksum(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if previous is not None and path.exists():
-            os.replace(path, previous)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def remove_temporaries(folder: str | Path, name: str) -> None:
-    """Delete the temporary files an interrupted :func:`save_atomic` of ``folder/name`` left behind."""
-    for tmp in Path(folder).glob(f".{name}.*.tmp"):
-        tmp.unlink(missing_ok=True)
-
-
-def load_checkpoint(path: str | Path, map_location="cpu", require_checksum: bool = False):
-    """Load a file written by :func:`save_atomic` (or any ``torch.save`` file of tensors and plain
-    containers), refusing to run code from it.
-
-    The file is read with ``torch.load(weights_only=True)``: a pickle that names any other object
-    (one whose ``__reduce__`` would run code, a pickled module, numpy objects) is refused with a
-    :class:`CheckpointError` before anything of it is built. A checksum written by :func:`save_atomic`
-    is verified; with ``require_checksum`` (patchnb's own checkpoints) a file without one is refused
-    too. Any unreadable, truncated or altered file raises :class:`CheckpointError` naming it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    status = checksum_status(path)
-    if status == "mismatch":
-        raise CheckpointError(f"checkpoint {path} is corrupt: its bytes do not match the checksum written with it "
-                              f"(altered on disk, e.g. a bit flip)")
-    if status == "absent" and require_checksum:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated: it lacks the checksum patchnb writes at "
-                              f"the end of every checkpoint (cut short, or not written by patchnb.train.save_atomic)")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as e:
-        if "weights_only" in str(e) or "Weights only" in str(e):
-            first = str(e).strip().splitlines()
-            raise CheckpointError(
-                f"checkpoint {path} holds objects other than tensors and plain containers; it was not loaded, "
-                f"since building them could run code from the file ({first[1] if len(first) > 1 else first[0]})"
-            ) from None
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated (UnpicklingError: {e})") from e
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}: {e}); delete it "
-                              f"to start the run again") from e
-
-
-def _rng_state(generator: torch.Generator) -> dict:
-    """Every random state a run draws from, as tensors and plain values."""
-    np_state = np.random.get_state(legacy=False)
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "generator": generator.get_state(),
-             "numpy": {"bit_generator": str(np_state["bit_generator"]),
-                       "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-                       "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
-                       "gauss": float(np_state["gauss"])}}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict, generator: torch.Generator) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state({"bit_generator": n["bit_generator"], "has_gauss": n["has_gauss"], "gauss": n["gauss"],
-                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]}})
-    random.setstate(state["python"])
-    generator.set_state(state["generator"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -416,14 +192,6 @@ class TrainResult:
                 "seconds": self.seconds, "images_per_second": self.images_per_second}
 
 
-def _distributed() -> tuple[int, int]:
-    """(rank, world size) of this process; (0, 1) outside ``torch.distributed``."""
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
 def _scalars(d: dict) -> dict:
     """The numbers of ``d`` as Python ints/floats (numpy float64 included)."""
     return {k: (v if isinstance(v, bool) else int(v) if isinstance(v, int) else float(v))
@@ -444,57 +212,13 @@ def _plain(value):
     return value
 
 
-LAST, PREVIOUS, RESULT = "last.pt", "previous.pt", "result.pt"
-_CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "rng", "epoch", "best_score", "best_epoch", "best_state",
-                    "history", "run_id", "bad_epochs", "train_seconds", "images_seen", "fingerprint")
-
-
-def _load_result(path: Path, fingerprint: str) -> tuple[tuple[dict, TrainResult] | None, str | None]:
-    """``((model state, result), None)`` from a finished run's ``result.pt`` of this configuration;
-    ``(None, why)`` when it is damaged (reported: the result is recomputed from ``last.pt``);
-    ``(None, None)`` when there is none or it belongs to another configuration."""
-    if not path.is_file():
-        return None, None
-    try:
-        done = load_checkpoint(path, require_checksum=True)
-        if not isinstance(done, dict) or done.get("fingerprint") != fingerprint:
-            return None, None
-        return (done["model"], TrainResult(**done["result"])), None
-    except (CheckpointError, KeyError, TypeError) as e:
-        why = str(e) if isinstance(e, CheckpointError) else f"{path} does not hold a run result ({e!r})"
-        warnings.warn(f"{why}; the result is recomputed from the last checkpoint", stacklevel=3)
-        return None, why
-
-
-def _resume_point(run_dir: Path, fingerprint: str, result_problem: str | None = None) -> tuple[dict | None, bool]:
-    """The newest good checkpoint of ``run_dir`` (``last.pt``, else ``previous.pt``) and whether it is
-    ``last.pt``; ``(None, False)`` for a new run. A damaged or missing ``last.pt`` is reported with a
-    warning naming it; when there are checkpoints but none is good, :class:`CheckpointError`."""
-    problems = [result_problem] if result_problem else []
-    if not (run_dir / LAST).exists() and (run_dir / PREVIOUS).exists():
-        problems.append(f"{run_dir / LAST} is missing")
-    for fname in (LAST, PREVIOUS):
-        path = run_dir / fname
-        if not path.exists():
-            continue
-        try:
-            ck = load_checkpoint(path, require_checksum=True)
-            missing = [k for k in _CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else ["all"]
-            if missing:
-                raise CheckpointError(f"{path} is not a training checkpoint of patchnb.train.fit (no {missing[0]!r})")
-        except CheckpointError as e:
-            problems.append(str(e))
-            continue
-        if ck["fingerprint"] != fingerprint:
-            raise CheckpointError(f"{path} was written by another configuration; use another run_dir or delete "
-                                  f"{run_dir / LAST} and {run_dir / PREVIOUS} to start afresh")
-        if problems:
-            warnings.warn(f"{'; '.join(problems)}; resuming from {path} (after epoch {ck['epoch']})", stacklevel=3)
-        return ck, fname == LAST
-    if problems:
-        raise CheckpointError(f"no good checkpoint to resume from in {run_dir}: {'; '.join(problems)}. Delete "
-                              f"{run_dir / LAST} and {run_dir / PREVIOUS} to start the run again")
-    return None, False
+def steps_per_epoch(n_train: int, cfg: TrainConfig) -> int:
+    """Optimiser steps in one epoch of ``n_train`` images: the batches :func:`iterate_batches` yields
+    with ``drop_last=True`` (``n_train // batch_size``, or one smaller batch when ``n_train`` is below
+    ``batch_size``), at most ``max_steps_per_epoch``. The LR schedule counts epochs in these steps, so
+    a milestone at epoch ``m`` takes effect exactly at the first step of epoch ``m``."""
+    steps = max(n_train // cfg.batch_size, 1 if n_train else 0)
+    return min(steps, cfg.max_steps_per_epoch) if cfg.max_steps_per_epoch else steps
 
 
 def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
@@ -505,20 +229,27 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     After each epoch the model is scored on ``splits.val``; the best state (ties: earliest) is
     kept and, at the end, evaluated once on ``splits.test``. With ``run_dir`` every epoch writes
     ``last.pt`` atomically (model, optimiser, schedule, RNG states, history, run id; tensors and
-    plain values only, with a checksum: :func:`save_atomic`), the one it replaces being kept as
-    ``previous.pt``; a finished run writes ``result.pt``. A call with the same ``run_dir`` and config
-    returns the stored result when the run had finished, else resumes exactly where the previous
-    one stopped. A damaged (truncated, altered) or missing ``last.pt`` is reported with a warning
-    naming it and the run resumes from ``previous.pt``, which is then kept until a good ``last.pt``
-    replaces the damaged one; a damaged ``result.pt`` is reported and recomputed from the last
-    checkpoint. When checkpoints exist but none is good, :class:`CheckpointError` says so (a run
-    never restarts silently). Checkpoint files are loaded with ``weights_only=True``: no code runs
-    from them.
+    plain values only, with a checksum: :func:`patchnb.checkpoint.save_atomic`), the one it replaces
+    being kept as ``previous.pt``; a finished run writes ``result.pt``. A call with the same
+    ``run_dir`` and config returns the stored result when the run had finished, else resumes exactly
+    where the previous one stopped. A damaged (truncated, altered) or missing ``last.pt`` is reported
+    with a warning naming it and the run resumes from ``previous.pt``, which is then kept until a
+    good ``last.pt`` replaces the damaged one; a damaged ``result.pt`` is reported and recomputed
+    from the last checkpoint. When checkpoints exist but none is good, :class:`CheckpointError` says
+    so (a run never restarts silently). Checkpoint files are loaded with ``weights_only=True``: no
+    code runs from them.
 
-    Under ``torchrun`` (``torch.distributed`` initialised) the model is wrapped in
-    DistributedDataParallel (BatchNorm synchronised on GPUs), every process draws the same global
-    batch and trains on its ``rank::world`` share, so gradients equal the single-process ones;
-    only rank 0 writes checkpoints and records.
+    Under ``torchrun --nproc_per_node P`` (or in a process group the caller made) the first call
+    joins the processes (:func:`patchnb.distributed.setup`: gloo on CPUs; nccl on GPUs, each process
+    on ``cuda:LOCAL_RANK``) and wraps the model in DistributedDataParallel. Every process draws the
+    same shuffled global batch of ``batch_size`` images and trains on its ``rank::P`` share, so the
+    averaged gradient is the single-process one and so is the run, up to floating-point rounding,
+    when the method draws no randomness per image and the model has no BatchNorm: augmentation is
+    drawn per share, and on CPUs BatchNorm normalises each share by its own statistics (there is no
+    SyncBatchNorm on CPUs; on GPUs it is synchronised). The loss and the method's metrics of each
+    epoch are averaged over the processes; every process scores the whole validation split and
+    takes rank 0's score for model selection and early stopping; only rank 0 writes checkpoints,
+    records and results, and every process resumes from rank 0's checkpoint.
 
     ``callbacks`` is a sequence of objects; each one that defines
     ``on_epoch_end(epoch, model, history_row, run_dir)`` has it called on rank 0 after every
@@ -530,9 +261,8 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     """
     hooks = [cb.on_epoch_end for cb in (callbacks or ()) if callable(getattr(cb, "on_epoch_end", None))]
     method = method or Classification()
-    device = resolve_device(cfg.device)
+    device, rank, world = distributed.setup(cfg.device)
     model.to(device)
-    rank, world = _distributed()
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({world})")
     net = model
@@ -546,10 +276,8 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     fingerprint = hashlib.sha1(json.dumps(_plainjson(config), sort_keys=True).encode()).hexdigest()[:12]
     generator = seed_everything(cfg.seed)
     optimizer = make_optimizer(model.parameters(), cfg)
-    steps_per_epoch = math.ceil(len(splits.train) / cfg.batch_size)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s / steps_per_epoch))
+    per_epoch = steps_per_epoch(len(splits.train), cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s / max(per_epoch, 1)))
 
     start_epoch, best_score, best_epoch, best_state, history, run_id, bad_epochs = 0, -math.inf, -1, None, [], None, 0
     train_seconds, images_seen = 0.0, 0
@@ -558,16 +286,17 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
         if rank == 0:
             for fname in (RESULT, LAST, PREVIOUS):
                 remove_temporaries(run_dir, fname)
-        done, result_problem = _load_result(run_dir / RESULT, fingerprint)
+        done, result_problem = load_result(run_dir / RESULT, fingerprint,
+                                           lambda d: (d["model"], TrainResult(**d["result"])))
         if done is not None:
             model.load_state_dict(done[0])
             return done[1]
-        ck, last_good = _resume_point(run_dir, fingerprint, result_problem)
+        ck, last_good = resume_point(run_dir, fingerprint, result_problem)
         if ck is not None:
             model.load_state_dict(ck["model"])
             optimizer.load_state_dict(ck["optimizer"])
             scheduler.load_state_dict(ck["scheduler"])
-            _set_rng_state(ck["rng"], generator)
+            set_rng_state(ck["rng"], generator)
             start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
             best_state, history, run_id, bad_epochs = ck["best_state"], ck["history"], ck["run_id"], ck["bad_epochs"]
             train_seconds, images_seen = ck["train_seconds"], ck["images_seen"]
@@ -575,7 +304,7 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
                 start_epoch = cfg.epochs  # the run had stopped early: only its result is left to compute
     if rank > 0:
         run_dir = None  # only the first process writes checkpoints and records
-    tracker = Run(name, config, run_dir, run_id=run_id)
+    tracker = Run(name, config, run_dir, run_id=run_id, wandb=False if rank > 0 else None)
     for row in history:
         tracker.history.append(row)
 
@@ -587,7 +316,7 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
         losses, extras = [], {}
         for step, (images, labels) in enumerate(iterate_batches(splits.train, cfg.batch_size, shuffle=True,
                                                                 generator=generator, drop_last=True)):
-            if step >= steps_per_epoch:
+            if step >= per_epoch:
                 break
             loss, metrics = method.step(net, images[rank::world], labels[rank::world], splits, generator)
             if not torch.isfinite(loss):
@@ -602,11 +331,14 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
             for k, v in metrics.items():
                 extras.setdefault(k, []).append(v)
         train_seconds += time.perf_counter() - t0
+        means = distributed.mean_over_processes(
+            [float(np.mean(losses)) if losses else float("nan")] + [float(np.mean(v)) for v in extras.values()],
+            device)
         val = _plain(method.evaluate(model, splits.val, splits))
-        row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"),
-               "lr": optimizer.param_groups[0]["lr"], "val_score": val["score"],
+        val["score"] = distributed.from_main_process([val["score"]], device)[0] if world > 1 else val["score"]
+        row = {"epoch": epoch, "loss": means[0], "lr": optimizer.param_groups[0]["lr"], "val_score": val["score"],
                **{f"val_{k}": v for k, v in _scalars(val).items() if k != "score"},
-               **{k: float(np.mean(v)) for k, v in extras.items()}}
+               **dict(zip(extras, means[1:]))}
         if cfg.test_every_epoch:  # only for a labelled comparison with the paper's max-over-epochs protocol
             row["test_score_this_epoch"] = _plain(method.evaluate(model, splits.test, splits))["score"]
         history.append(row)
@@ -620,7 +352,7 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
         stop = cfg.patience is not None and bad_epochs >= cfg.patience
         if run_dir is not None:  # the newest good checkpoint becomes previous.pt, never a damaged one
             save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "scheduler": scheduler.state_dict(), "rng": _rng_state(generator), "epoch": epoch,
+                         "scheduler": scheduler.state_dict(), "rng": rng_state(generator), "epoch": epoch,
                          "best_score": best_score, "best_epoch": best_epoch, "best_state": best_state,
                          "history": history, "run_id": tracker.id, "bad_epochs": bad_epochs,
                          "train_seconds": train_seconds, "images_seen": images_seen,

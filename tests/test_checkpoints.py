@@ -10,7 +10,7 @@ reported and recomputed.
 import pytest
 import torch
 
-from patchnb import cache, data, train
+from patchnb import cache, checkpoint, data, train
 
 from .test_train import CFG, Interrupt, Stopper, tiny_model
 
@@ -51,7 +51,7 @@ def interrupted_run(splits, run_dir, epochs_done=2):
     with pytest.raises(Interrupt):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), Stopper(after=epochs_done * STEPS + 3),
                   run_dir=run_dir, progress=False)
-    return tuple(train.load_checkpoint(run_dir / name)["epoch"] if (run_dir / name).exists() else None
+    return tuple(checkpoint.load_checkpoint(run_dir / name)["epoch"] if (run_dir / name).exists() else None
                  for name in ("last.pt", "previous.pt"))
 
 
@@ -59,20 +59,20 @@ def test_the_two_newest_checkpoints_are_kept_with_checksums(splits, tmp_path):
     assert interrupted_run(splits, tmp_path) == (1, 0)
     assert {p.name for p in tmp_path.iterdir()} >= {"last.pt", "previous.pt"}
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
-    assert train.checksum_status(tmp_path / "last.pt") == train.checksum_status(tmp_path / "previous.pt") == "ok"
+    assert {checkpoint.checksum_status(tmp_path / name) for name in ("last.pt", "previous.pt")} == {"ok"}
 
 
 def test_every_flipped_byte_is_detected(tmp_path):
     path = tmp_path / "ck.pt"
-    train.save_atomic({"w": torch.arange(64.0), "epoch": 3, "history": [{"loss": 0.5}]}, path)
+    checkpoint.save_atomic({"w": torch.arange(64.0), "epoch": 3, "history": [{"loss": 0.5}]}, path)
     good = path.read_bytes()
-    assert train.load_checkpoint(path, require_checksum=True)["epoch"] == 3
+    assert checkpoint.load_checkpoint(path, require_checksum=True)["epoch"] == 3
     for i in range(0, len(good), 7):  # every 7th byte, header, pickle, tensor data and the checksum
         bad = bytearray(good)
         bad[i] ^= 0x01
         path.write_bytes(bytes(bad))
-        with pytest.raises(train.CheckpointError, match="ck.pt"):
-            train.load_checkpoint(path, require_checksum=True)
+        with pytest.raises(checkpoint.CheckpointError, match="ck.pt"):
+            checkpoint.load_checkpoint(path, require_checksum=True)
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -96,7 +96,7 @@ def test_a_damaged_last_never_replaces_the_good_previous(splits, tmp_path):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), Stopper(after=STEPS + 3), run_dir=tmp_path,
                   progress=False)
     assert (tmp_path / "previous.pt").read_bytes() == previous  # still the good epoch-0 file
-    assert train.load_checkpoint(tmp_path / "last.pt", require_checksum=True)["epoch"] == 1  # rewritten, good
+    assert checkpoint.load_checkpoint(tmp_path / "last.pt", require_checksum=True)["epoch"] == 1  # rewritten, good
 
 
 @pytest.mark.parametrize("damage", ["truncate", "bit-flip"])
@@ -105,7 +105,7 @@ def test_no_good_checkpoint_stops_with_a_clear_error(splits, tmp_path, damage):
     for name in ("last.pt", "previous.pt"):
         DAMAGE[damage](tmp_path / name)
     before = {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")}
-    with pytest.raises(train.CheckpointError, match=r"no good checkpoint .*last\.pt .*previous\.pt .*Delete"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"no good checkpoint .*last\.pt .*previous\.pt .*Delete"):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), run_dir=tmp_path, progress=False)
     assert {p.name: p.read_bytes() for p in tmp_path.glob("*.pt")} == before  # nothing overwritten
 
@@ -114,7 +114,7 @@ def test_damaged_last_and_missing_previous_stops(splits, tmp_path):
     interrupted_run(splits, tmp_path)
     (tmp_path / "previous.pt").unlink()
     truncate(tmp_path / "last.pt")
-    with pytest.raises(train.CheckpointError, match=r"no good checkpoint .*last\.pt is corrupt or truncated"):
+    with pytest.raises(checkpoint.CheckpointError, match=r"no good checkpoint .*last\.pt is corrupt or truncated"):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), run_dir=tmp_path, progress=False)
 
 
@@ -129,7 +129,7 @@ def test_damaged_result_is_recomputed_from_last(splits, tmp_path, uninterrupted,
     assert again.history == first.history and again.test["score"] == first.test["score"] == \
         uninterrupted.test["score"]
     assert torch.equal(again.test["predictions"], first.test["predictions"]) and again.run_id == first.run_id
-    assert train.checksum_status(tmp_path / "result.pt") == "ok"  # rewritten
+    assert checkpoint.checksum_status(tmp_path / "result.pt") == "ok"  # rewritten
 
 
 def test_early_stopped_run_is_not_trained_further_when_its_result_is_recomputed(splits, tmp_path):
@@ -154,25 +154,25 @@ def test_early_stopped_run_is_not_trained_further_when_its_result_is_recomputed(
 
 def test_result_of_another_configuration_is_not_used(splits, tmp_path):
     train.fit(tiny_model(), splits, train.TrainConfig(**{**CFG, "epochs": 1}), run_dir=tmp_path, progress=False)
-    with pytest.raises(train.CheckpointError, match="another configuration"):
+    with pytest.raises(checkpoint.CheckpointError, match="another configuration"):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), run_dir=tmp_path, progress=False)
 
 
 def test_save_atomic_uses_a_temporary_file_of_its_own(tmp_path, monkeypatch):
     names = []
-    real = train._temporary
+    real = checkpoint._temporary
 
     def spy(path):
         fd, name = real(path)
         names.append(name)
         return fd, name
 
-    monkeypatch.setattr(train, "_temporary", spy)
-    train.save_atomic({"a": 1}, tmp_path / "x.pt")
-    train.save_atomic({"a": 2}, tmp_path / "x.pt")
+    monkeypatch.setattr(checkpoint, "_temporary", spy)
+    checkpoint.save_atomic({"a": 1}, tmp_path / "x.pt")
+    checkpoint.save_atomic({"a": 2}, tmp_path / "x.pt")
     assert len(set(names)) == 2 and all(n.endswith(".tmp") and "/.x.pt." in n for n in names)
     assert [p.name for p in tmp_path.iterdir()] == ["x.pt"]
-    assert train.load_checkpoint(tmp_path / "x.pt") == {"a": 2}
+    assert checkpoint.load_checkpoint(tmp_path / "x.pt") == {"a": 2}
 
 
 def test_stale_temporary_files_are_removed_on_resume(splits, tmp_path):
@@ -221,7 +221,7 @@ _RUN = """
 import sys
 import torch
 torch.set_num_threads(1)
-from patchnb import data, train
+from patchnb import checkpoint, data, train
 from tests.test_train import CFG, tiny_model
 splits = data.load_splits("synthetic", train_size=256, val_size=64, test_size=64)
 train.fit(tiny_model(), splits, train.TrainConfig(**{**CFG, "epochs": 30, "milestones": (20,)}), run_dir=sys.argv[1],
@@ -260,7 +260,7 @@ def test_resume_after_kill_9_is_bit_identical(tmp_path):
         kills += proc.wait() == -signal.SIGKILL
     assert kills >= 3 and not (tmp_path / "killed" / "result.pt").exists()
     assert run(tmp_path / "killed").wait(timeout=600) == 0
-    full, killed = (train.load_checkpoint(tmp_path / d / "result.pt") for d in ("full", "killed"))
+    full, killed = (checkpoint.load_checkpoint(tmp_path / d / "result.pt") for d in ("full", "killed"))
     strip = lambda r: {k: v for k, v in r.items() if k not in ("seconds", "images_per_second", "run_dir", "run_id")}  # noqa: E731
     assert [h["loss"] for h in killed["result"]["history"]] == [h["loss"] for h in full["result"]["history"]]
     a, b = strip(full["result"]), strip(killed["result"])

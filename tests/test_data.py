@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from patchnb import data
+from patchnb import data, datasets
 
 from .conftest import needs_fmnist
 
@@ -17,7 +17,7 @@ def write_fmnist(folder, n_train=30, n_test=10, seed=0):
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("test", n_test)):
-        img_name, lab_name = data._FMNIST_FILES[split]
+        img_name, lab_name = datasets._FMNIST_FILES[split]
         data.write_idx(folder / img_name, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
         data.write_idx(folder / lab_name, np.arange(n, dtype=np.uint8) % 10)
 
@@ -58,7 +58,7 @@ def write_cifar(root, name="cifar10", per_batch=8, labels=None):
     """Tiny CIFAR batches in the real format: a dict with b'data' (uint8 (N, 3072) array), the labels
     (a list of ints), b'filenames' and b'batch_label', pickled as Python 2 did."""
     rng = np.random.default_rng(0)
-    folder_name, train_files, test_files, meta, label_key, names_key = data._CIFAR[name]
+    folder_name, train_files, test_files, meta, label_key, names_key = datasets._CIFAR[name]
     folder = root / folder_name
     folder.mkdir(parents=True)
     n_classes = 10 if name == "cifar10" else 100
@@ -106,7 +106,7 @@ def test_truncated_and_corrupt_idx_give_clear_errors(tmp_cache):
 
 
 def test_missing_data_names_the_fetch_command(tmp_cache, monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_cache / "nowhere")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_cache / "nowhere")
     with pytest.raises(data.DataError, match="patchnb data fashion_mnist"):
         data.load_splits("fashion_mnist")
     with pytest.raises(data.DataError, match="patchnb data cifar10"):
@@ -265,7 +265,7 @@ def test_download_uses_torchvision_layout(tmp_cache, monkeypatch):
             calls.append((train, download))
             write_fmnist(root / "FashionMNIST" / "raw")
 
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_cache / "nowhere")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_cache / "nowhere")
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", FakeFashionMNIST)
     path = data.download("fashion_mnist")
     assert calls == [(True, True), (False, True)] and path.name == "raw"
@@ -280,3 +280,30 @@ def test_image_folder_val_classes_must_match(tmp_path):
     _write_tree(tmp_path / "val", classes=("cat", "cow"), n=2, mode="L")
     with pytest.raises(data.DataError, match="different class folders"):
         data.load_splits("imagefolder", root=tmp_path)
+
+
+def test_random_crop_pads_black_as_torchvision(monkeypatch):
+    """Issue 12 §3.4: torchvision's RandomCrop(padding=4) pads with 0 (black) before Normalize, so a
+    normalised batch has borders -mean/std, not the mean. Same offsets -> same crops as torchvision."""
+    from torchvision import transforms
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((3, 1, 6, 6), 200, dtype=torch.uint8)
+    x[1] = torch.arange(36, dtype=torch.uint8).view(1, 6, 6)
+    ours = data.random_crop_flip(x, pad=4, flip=False, generator=g)
+    g.manual_seed(0)
+    dy, dx = torch.randint(0, 9, (3,), generator=g), torch.randint(0, 9, (3,), generator=g)
+    for b in range(3):
+        monkeypatch.setattr(transforms.RandomCrop, "get_params",
+                            staticmethod(lambda img, size, b=b: (int(dy[b]), int(dx[b]), 6, 6)))
+        assert torch.equal(ours[b], transforms.RandomCrop(6, padding=4)(x[b])), b
+    # a hand case: offset (0, 0) of a constant 200 image keeps a 2x2 corner of it, the rest is black
+    monkeypatch.setattr(torch, "randint", lambda low, high, size, generator=None: torch.zeros(size, dtype=torch.long))
+    corner = data.random_crop_flip(x[:1], pad=4, flip=False)[0, 0]
+    assert corner[4:, 4:].eq(200).all() and corner[:4].eq(0).all() and corner[:, :4].eq(0).all()
+    norm = data.Normalization((0.25,), (0.5,))
+    assert torch.allclose(norm.black(), torch.tensor([-0.5]))
+    z = data.random_crop_flip(norm(x[:1]), pad=4, flip=False, fill=norm.black())[0, 0]
+    assert torch.allclose(z, norm(corner[None, None])[0, 0])  # crop-then-normalise == normalise-then-crop(black)
+    with pytest.raises(ValueError, match="fill"):
+        data.random_crop_flip(x, pad=1, fill=torch.zeros(2))

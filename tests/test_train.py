@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from patchnb import data, train
+from patchnb import checkpoint, data, train
 
 
 def tiny_model(seed=0):
@@ -75,25 +75,25 @@ def test_resume_after_interruption_is_exact(splits, tmp_path):
 def test_foreign_and_corrupt_checkpoints(splits, tmp_path):
     with pytest.raises(Interrupt):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), Stopper(after=9), run_dir=tmp_path, progress=False)
-    with pytest.raises(train.CheckpointError, match="another configuration"):
+    with pytest.raises(checkpoint.CheckpointError, match="another configuration"):
         train.fit(tiny_model(), splits, train.TrainConfig(**{**CFG, "lr": 0.01}), run_dir=tmp_path, progress=False)
     good = (tmp_path / "last.pt").read_bytes()
     (tmp_path / "last.pt").write_bytes(good[: len(good) // 2])
-    with pytest.raises(train.CheckpointError, match="corrupt or truncated"):
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt or truncated"):
         train.fit(tiny_model(), splits, train.TrainConfig(**CFG), run_dir=tmp_path, progress=False)
 
 
 def test_save_atomic_never_leaves_a_partial_file(tmp_path, monkeypatch):
     path = tmp_path / "ck.pt"
-    train.save_atomic({"a": 1}, path)
+    checkpoint.save_atomic({"a": 1}, path)
 
     def boom(*a, **k):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(OSError):
-        train.save_atomic({"a": 2}, path)
-    assert train.load_checkpoint(path) == {"a": 1}
+        checkpoint.save_atomic({"a": 2}, path)
+    assert checkpoint.load_checkpoint(path) == {"a": 1}
 
 
 def test_nan_loss_stops_with_a_clear_message(splits):
@@ -157,7 +157,7 @@ def test_callbacks_run_after_each_epoch_and_checkpoint(splits, tmp_path):
 
     class Recorder:
         def on_epoch_end(self, epoch, model, row, run_dir):
-            ck = train.load_checkpoint(run_dir / "last.pt")
+            ck = checkpoint.load_checkpoint(run_dir / "last.pt")
             seen.append((epoch, row["epoch"], ck["epoch"], model.training, run_dir))
 
     class NoHook:  # a callback without on_epoch_end is allowed and ignored
@@ -166,3 +166,54 @@ def test_callbacks_run_after_each_epoch_and_checkpoint(splits, tmp_path):
     train.fit(tiny_model(), splits, train.TrainConfig(**CFG), run_dir=tmp_path, progress=False,
               callbacks=[Recorder(), NoHook()])
     assert seen == [(e, e, e, True, tmp_path) for e in range(3)]
+
+
+def test_lr_schedule_counts_the_batches_the_loader_yields(splits, monkeypatch):
+    """Issue 12 §3.6: 250 images in batches of 32 are 7 steps an epoch (the last 26 are dropped), and a
+    milestone at epoch m takes effect at the first step of epoch m (the schedule counted ceil = 8)."""
+    lrs = []
+    real = train.make_optimizer
+
+    def spy(params, cfg):
+        opt = real(params, cfg)
+        opt.register_step_pre_hook(lambda o, args, kwargs: lrs.append(o.param_groups[0]["lr"]))
+        return opt
+
+    monkeypatch.setattr(train, "make_optimizer", spy)
+    small = data.Splits("s", splits.train.subset(range(250)), splits.val, splits.test, splits.norm)
+    cfg = train.TrainConfig(epochs=3, batch_size=32, lr=1.0, milestones=(1, 2), gamma=0.1, seed=0)
+    assert train.steps_per_epoch(250, cfg) == 7
+    train.fit(tiny_model(), small, cfg, train.Classification(pad=0, flip=False), progress=False)
+    assert lrs == pytest.approx([1.0] * 7 + [0.1] * 7 + [0.01] * 7)
+    cosine = train.TrainConfig(epochs=2, batch_size=32, schedule="cosine")
+    assert train.lr_factor(cosine, 14 / train.steps_per_epoch(250, cosine)) == pytest.approx(0.0)  # ends at 0
+
+
+def test_steps_per_epoch_matches_iterate_batches(splits):
+    for n, b, cap in [(256, 32, None), (250, 32, None), (20, 32, None), (250, 32, 3)]:
+        cfg = train.TrainConfig(batch_size=b, max_steps_per_epoch=cap)
+        batches = len(list(data.iterate_batches(splits.train.subset(range(n)), b, shuffle=True, drop_last=True)))
+        assert train.steps_per_epoch(n, cfg) == min(batches, cap or batches)
+
+
+def test_classification_crops_with_black_borders_as_torchvision(splits):
+    """Issue 12 §3.4: the border the model sees is a black pixel normalised (-mean/std per channel), as
+    RandomCrop(padding=4) then Normalize gives; before, the normalised batch was padded with 0 = the mean."""
+    seen = []
+
+    class Capture(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append(x)
+            return x.flatten(1)[:, :10] * self.w
+
+    images = torch.full((16, 1, 16, 16), 200, dtype=torch.uint8)
+    train.Classification(pad=4, flip=False).step(Capture(), images, torch.zeros(16, dtype=torch.long), splits,
+                                                 torch.Generator().manual_seed(0))
+    x, black, inside = seen[0], splits.norm.black()[0], splits.norm(images[:1])[0, 0, 0, 0]
+    is_black, is_inside = torch.isclose(x, black), torch.isclose(x, inside)
+    assert (is_black | is_inside).all() and is_black.any()  # only the image and black borders
+    assert float(black) < 0 < float(inside)  # a black border is darker than the mean, which normalises to 0

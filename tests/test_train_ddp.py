@@ -1,4 +1,6 @@
-"""Two CPU processes with the gloo backend (what torchrun sets up) match a single-process run."""
+"""A process group the caller made (``init_process_group`` in ``mp.spawn`` workers, no torchrun environment)
+is used by fit as it is: two gloo processes, each training on half of every batch, match one process.
+(torchrun itself, where fit makes the group: tests/test_torchrun.py.)"""
 
 import os
 import socket
