@@ -7,6 +7,8 @@
   executes every notebook of ``_toc.yml`` (skipping those whose source, parameters and package code
   are unchanged) and builds the HTML book with warnings as errors (see :mod:`patchnb.build`).
 * ``patchnb bench NAME`` runs ``benchmarks/NAME.py``.
+* ``patchnb runs [--clean] [--older-than 7d] [--name PATTERN]`` lists the cached runs or removes them
+  (see :mod:`patchnb.cache`).
 * ``patchnb train ...`` trains one patch-based network or baseline (the original ``main.py``'s options;
   see :mod:`patchnb.cli_train`).
 * ``patchnb sweep-checkpoints RUN_DIR ...`` trains a linear head on every checkpoint of a run, picks the
@@ -121,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     from .sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
+    from .cache import add_parser as add_runs_parser
+
+    add_runs_parser(sub)
     be = sub.add_parser("bench", help="run benchmarks/NAME.py")
     be.add_argument("name")
     be.add_argument("args", nargs=argparse.REMAINDER)
@@ -158,6 +163,10 @@ def _run(args) -> int:
         from .sweep import run_cli
 
         return run_cli(args)
+    elif args.cmd == "runs":
+        from .cache import run_cli as runs_cli
+
+        return runs_cli(args)
     elif args.cmd == "bench":
         script = repo_root() / "benchmarks" / f"{args.name}.py"
         if not script.is_file():

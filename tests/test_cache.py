@@ -1,5 +1,14 @@
+"""The run cache: once per config and code version, plain values only, safe for parallel processes."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 import torch
+from filelock import FileLock
 
 from patchnb import cache
 
@@ -53,3 +62,74 @@ def test_cached_values_are_plain_and_load_without_code(tmp_cache):
 
     with pytest.raises(TypeError, match="numpy.ndarray.*tolist"):
         cache.check_plain(np.zeros(2))
+
+
+# ----------------------------------------------------------------------------- parallel jobs (issue 14, part 3)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The code both processes run: it says it arrived, then asks for the same run; the run records who
+# computed it and does not finish before both processes have arrived, so the second one asks while
+# the first one computes (without the lock both would compute it).
+ASK = textwrap.dedent("""
+    import os, time
+    from pathlib import Path
+    from patchnb.cache import cached
+    root = Path({root!r})
+    (root / f"arrived-{{os.getpid()}}").touch()
+    def compute(run_dir):
+        with open(root / "computed.log", "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        deadline = time.time() + 120
+        while len(list(root.glob("arrived-*"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        return {{"pid": os.getpid()}}
+    value = cached("two_processes", {{"n": 1}}, compute)
+    (root / f"value-{{os.getpid()}}").write_text(str(value["pid"]))
+""")
+
+
+def check_computed_once(root: Path, stderr: str) -> None:
+    computed = (root / "computed.log").read_text().split()
+    values = {p.read_text() for p in root.glob("value-*")}
+    assert len(computed) == 1, f"the run was computed {len(computed)} times"
+    assert len(list(root.glob("value-*"))) == 2 and values == {computed[0]}  # the waiter loaded the first's value
+    assert "is being computed by another process; waiting" in stderr
+
+
+def test_two_processes_asking_for_the_same_run_compute_it_once(tmp_cache):
+    code = ASK.format(root=str(tmp_cache))
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    stderr = "".join(p.communicate(timeout=180)[1] for p in procs)
+    assert [p.returncode for p in procs] == [0, 0], stderr
+    check_computed_once(tmp_cache, stderr)
+
+
+@pytest.mark.slow
+def test_two_patchnb_run_notebooks_train_the_same_cached_run_once(tmp_cache):
+    """Two ``patchnb run`` processes (two papermill kernels) asking for the same cached run."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(ASK.format(root=str(tmp_cache)))]
+    nbformat.write(nb, tmp_cache / "ask.ipynb")
+    procs = [subprocess.Popen([sys.executable, "-m", "patchnb", "run", "ask.ipynb", "-o", f"out{i}.ipynb"],
+                              cwd=tmp_cache, env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE,
+                              stdout=subprocess.DEVNULL, text=True) for i in range(2)]
+    stderr = "".join(p.communicate(timeout=300)[1] for p in procs)
+    assert [p.returncode for p in procs] == [0, 0], stderr[-3000:]
+    check_computed_once(tmp_cache, stderr)
+
+
+def test_a_killed_computation_releases_its_lock(tmp_cache):
+    """The lock is the process's: one killed while computing (SIGKILL) leaves no stale lock behind."""
+    code = ASK.format(root=str(tmp_cache)).replace("time.sleep(0.5)", "os.kill(os.getpid(), 9)")
+    (tmp_cache / "arrived-other").touch()  # nobody else comes: the computation kills itself at once
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9
+    folder = next(cache.runs_dir().glob("two_processes-*"))
+    assert (folder / ".lock").exists() and not (folder / "cached.pt").exists()
+    with FileLock(folder / ".lock").acquire(timeout=5):  # free again
+        pass
