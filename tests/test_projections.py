@@ -84,12 +84,13 @@ def test_sprite_fits_the_projector_limit():
 def test_zip_and_book_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the book folder is relative to the working directory (the repository root)
     feats, labels, images = _points(7)
-    folder = proj.save_book_projector("ssl_zoo", feats, labels, CLASSES, images=images)
+    folder = proj.save_book_projector("ssl_zoo", feats, labels, CLASSES, images=images, description="ssl_zoo, smoke")
     assert folder == proj.BOOK_PROJECTIONS / "ssl_zoo" and (tmp_path / "book/generated/projections/ssl_zoo").is_dir()
     archive = tmp_path / "book/generated/projections/ssl_zoo.zip"
     with zipfile.ZipFile(archive) as z:
-        assert sorted(z.namelist()) == ["ssl_zoo/metadata.tsv", "ssl_zoo/projector_config.pbtxt",
+        assert sorted(z.namelist()) == ["ssl_zoo/README.txt", "ssl_zoo/metadata.tsv", "ssl_zoo/projector_config.pbtxt",
                                         "ssl_zoo/sprite.png", "ssl_zoo/tensors.tsv"]
+        assert z.read("ssl_zoo/README.txt") == b"ssl_zoo, smoke\n"
     first = archive.read_bytes()
     proj.zip_folder(folder)
     assert archive.read_bytes() == first  # same files, same archive
@@ -119,8 +120,8 @@ def test_agrees_with_summary_writer(tmp_path):
     pytest.importorskip("tensorboard")
     from torch.utils.tensorboard import SummaryWriter
 
-    feats, labels, images = _points(9)
-    images = images.float() / 255
+    feats, labels, _ = _points(9)
+    images = torch.rand(9, 1, 6, 6)  # add_embedding's sprite assumes square images
     with SummaryWriter(tmp_path / "tb") as writer:
         writer.add_embedding(feats, metadata=[[CLASSES[i], "test", str(k)] for k, i in enumerate(labels.tolist())],
                              label_img=images, metadata_header=["label", "split", "index"])
@@ -132,3 +133,17 @@ def test_agrees_with_summary_writer(tmp_path):
     sprite_theirs, sprite_ours = (np.asarray(Image.open(p / "sprite.png").convert("L")) for p in (theirs, ours))
     assert sprite_theirs.shape == sprite_ours.shape
     assert np.abs(sprite_theirs.astype(int) - sprite_ours.astype(int)).max() <= 1
+
+
+def test_tensorboard_reads_the_config(tmp_path):
+    pytest.importorskip("tensorboard")
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    feats, labels, images = _points(8)
+    folder = save_projector(tmp_path / "p", {"a": feats, "b": feats[:, :3]}, labels, CLASSES, images=images)
+    config = text_format.Parse((folder / "projector_config.pbtxt").read_text(), ProjectorConfig())
+    assert [e.tensor_name for e in config.embeddings] == ["a", "b"]
+    b = config.embeddings[1]
+    assert (b.tensor_path, b.metadata_path, list(b.tensor_shape)) == ("tensors-b.tsv", "metadata.tsv", [8, 3])
+    assert b.sprite.image_path == "sprite.png" and list(b.sprite.single_image_dim) == [5, 6]

@@ -154,14 +154,16 @@ def _embedding_entry(name: str, tensor_path: str, shape: tuple[int, int], sprite
 
 
 def save_projector(folder: str | Path, feats, labels, classes: Sequence[str] | None = None,
-                   split: str | Sequence[str] = "test", index=None, images=None) -> Path:
+                   split: str | Sequence[str] = "test", index=None, images=None, description: str | None = None,
+                   ) -> Path:
     """Write a TensorBoard projector folder (see the module docstring) and return its path.
 
     ``feats``: ``(N, D)`` embeddings, or a mapping ``{name: (N, D_name)}`` of several embeddings of the
     same points (one ``tensors-<name>.tsv`` each, one shared metadata and sprite). ``labels``: ``(N,)``
     class indices, written as ``classes[label]`` when ``classes`` is given. ``split``: one split name or
     one per point; ``index``: each point's index in its split (default ``0 .. N-1``); ``images``:
-    ``(N, C, H, W)`` images for ``sprite.png`` (none: no sprite). Files of an earlier call are replaced."""
+    ``(N, C, H, W)`` images for ``sprite.png`` (none: no sprite); ``description``: a ``README.txt`` saying
+    what the folder holds and how it was made (none: no README). Files of an earlier call are replaced."""
     named = dict(feats) if isinstance(feats, Mapping) else {"embedding": feats}
     if not named:
         raise ValueError("feats must hold at least one embedding")
@@ -194,7 +196,10 @@ def save_projector(folder: str | Path, feats, labels, classes: Sequence[str] | N
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("tensors*.tsv"):
         old.unlink()
-    (folder / "sprite.png").unlink(missing_ok=True)
+    for old in ("sprite.png", "README.txt"):
+        (folder / old).unlink(missing_ok=True)
+    if description:
+        (folder / "README.txt").write_text(description.rstrip("\n") + "\n")
     sprite = None
     if images is not None:
         image, sprite = sprite_image(images)
@@ -242,12 +247,13 @@ def zip_folder(folder: str | Path) -> Path:
 
 
 def save_book_projector(page: str, feats, labels, classes: Sequence[str] | None = None,
-                        split: str | Sequence[str] = "test", index=None, images=None) -> Path:
+                        split: str | Sequence[str] = "test", index=None, images=None,
+                        description: str | None = None) -> Path:
     """A page's projector folder ``book/generated/projections/<page>/`` (see :data:`BOOK_PROJECTIONS`) and
     its zip ``<page>.zip`` beside it, which the page links with ``{download}`` as
     ``../book/generated/projections/<page>.zip``. Returns the folder."""
     if not page or Path(page).name != page:
         raise ValueError(f"page must be a plain name (the notebook's), got {page!r}")
-    folder = save_projector(BOOK_PROJECTIONS / page, feats, labels, classes, split, index, images)
+    folder = save_projector(BOOK_PROJECTIONS / page, feats, labels, classes, split, index, images, description)
     zip_folder(folder)
     return folder
