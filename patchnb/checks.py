@@ -43,3 +43,53 @@ def check_seeds(name: str, seeds) -> tuple[int, ...]:
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"{name} must not repeat a seed, got {list(seeds)}")
     return tuple(int(s) for s in seeds)
+
+
+def check_finite(name: str, tensor) -> None:
+    """``tensor`` holds no NaN or infinity (counted in the message); non-floating tensors pass."""
+    import torch
+
+    t = torch.as_tensor(tensor)
+    if not (t.is_floating_point() or t.is_complex()) or t.numel() == 0:
+        return
+    finite = torch.isfinite(t)
+    if not bool(finite.all()):
+        n_nan, n_inf = int(torch.isnan(t).sum()), int((~finite).sum()) - int(torch.isnan(t).sum())
+        what = " and ".join(w for w, n in ((f"{n_nan} NaN", n_nan), (f"{n_inf} inf", n_inf)) if n)
+        raise ValueError(f"{name} contains {what} of its {t.numel()} values (shape {tuple(t.shape)}); "
+                         f"it must be finite")
+
+
+def check_tensor(name: str, value, ndim: int | None = None, dtypes=None, finite: bool = False):
+    """``value`` is a torch tensor (of ``ndim`` dimensions and one of ``dtypes`` when given; finite when
+    ``finite``); returns it."""
+    import torch
+
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if ndim is not None and value.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(value.shape)}")
+    if dtypes is not None and value.dtype not in dtypes:
+        raise ValueError(f"{name} has dtype {value.dtype}; allowed: {', '.join(map(str, dtypes))}")
+    if finite:
+        check_finite(name, value)
+    return value
+
+
+def check_labels(name: str, labels, n_classes: int | None = None):
+    """Integer class labels in ``0 .. n_classes - 1`` (float labels would be truncated, negative or too
+    large ones dropped or out of bounds); returns them as a long tensor."""
+    import torch
+
+    t = torch.as_tensor(labels)
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise ValueError(f"{name} must be integer class labels, got a {t.dtype} tensor (float labels would be "
+                         f"truncated); cast them with .long() if they are whole numbers")
+    t = t.long()
+    if t.numel():
+        lo, hi = int(t.min()), int(t.max())
+        if lo < 0:
+            raise ValueError(f"{name} must be >= 0, got a label {lo}")
+        if n_classes is not None and hi >= n_classes:
+            raise ValueError(f"{name} holds a label {hi} but n_classes={n_classes}; allowed: 0..{n_classes - 1}")
+    return t

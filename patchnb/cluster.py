@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .checks import check_choice, check_int
+
 BACKENDS = ("auto", "faiss", "torch", "sklearn")
 
 
@@ -40,12 +42,13 @@ def have_faiss() -> bool:
     return True
 
 
-def _check(x: torch.Tensor, k: int) -> torch.Tensor:
+def _check(x: torch.Tensor, k: int, name: str = "k") -> torch.Tensor:
     x = torch.as_tensor(x)
     if x.ndim != 2:
         raise ValueError(f"points must be a 2-D (n, D) array, got shape {tuple(x.shape)}")
+    check_int(name, k)
     if not 1 <= k <= len(x):
-        raise ValueError(f"k={k} must be between 1 and the number of points ({len(x)})")
+        raise ValueError(f"{name}={k} must be between 1 and the number of points ({len(x)})")
     if not torch.isfinite(x).all():
         raise ValueError("points contain NaN or inf (e.g. unit-normalised zero patches); drop them first")
     return x.float().contiguous()
@@ -77,8 +80,9 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, backend: st
     (faiss if installed and the device is the CPU, else torch). Every backend returns its
     assignments and distances recomputed exactly against the final centroids, so results compare.
     """
-    if backend not in BACKENDS:
-        raise ValueError(f"backend={backend!r} is not supported; allowed values: {BACKENDS}")
+    check_choice("backend", backend, BACKENDS)
+    check_int("n_iter", n_iter, 1)
+    check_int("seed", seed)
     x = _check(x, k)
     device = torch.device(device)
     if backend == "auto":
@@ -126,7 +130,10 @@ def farthest_point(x: torch.Tensor, n: int, start: int = 0) -> torch.Tensor:
     Starts at row ``start``, then repeatedly adds the point whose distance to the chosen set is
     largest. Returns the indices of the chosen rows, in order of selection.
     """
-    x = _check(x, n)
+    x = _check(x, n, "n")
+    check_int("start", start)
+    if not 0 <= start < len(x):
+        raise ValueError(f"start={start} must index a point: 0 <= start < {len(x)} (the number of points)")
     chosen = torch.empty(n, dtype=torch.long)
     chosen[0] = start
     d = ((x - x[start]) ** 2).sum(1)
@@ -147,6 +154,11 @@ def intrinsic_dimension_curve(x: torch.Tensor, ks=(2, 4, 8, 16, 32, 64, 128, 256
     """
     from tqdm.auto import tqdm
 
+    ks = list(ks)
+    if not ks:
+        raise ValueError("ks must list at least one number of centroids, got none")
+    for k in ks:
+        check_int("ks", k, 1)
     out = {}
     for k in tqdm(ks, desc="k-means per k", disable=not progress):
         out[int(k)] = float(kmeans(x, int(k), n_iter=n_iter, seed=seed, backend=backend).distances.mean())

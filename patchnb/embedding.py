@@ -28,7 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import check_choice
+from .checks import check_choice, check_finite, check_float, check_int
 
 MODES = ("hard", "full", "simple", "triangle", "kth")
 BACKENDS = ("auto", "c", "torch")
@@ -402,8 +402,22 @@ def build_dictionary(images_float: torch.Tensor, patch_size: int, n_patches: int
     from . import cluster, patches
 
     check_choice("whitening", whitening, patches.WHITENINGS)
-    if images_float.ndim != 4:
-        raise ValueError(f"images_float must be (N, C, H, W), got shape {tuple(images_float.shape)}")
+    if not isinstance(images_float, torch.Tensor) or images_float.ndim != 4:
+        shape = tuple(images_float.shape) if isinstance(images_float, torch.Tensor) else type(images_float).__name__
+        raise ValueError(f"images_float must be (N, C, H, W), got shape {shape}")
+    if not images_float.is_floating_point():
+        raise ValueError(f"images_float must be normalised float images, got {images_float.dtype} (raw pixels? "
+                         f"normalise them as the model sees them first, e.g. splits.norm(images))")
+    check_int("patch_size", patch_size, 1)
+    check_int("n_centroids", n_centroids, 1)
+    check_int("n_iter", n_iter, 1)
+    check_float("eps", eps, 0.0, strict_min=True)
+    if not random_gaussian:
+        check_int("n_patches", n_patches, 1)
+        if n_centroids > n_patches:
+            raise ValueError(f"n_centroids={n_centroids} is more than n_patches={n_patches}: k-means needs at least "
+                             f"as many sampled patches as centroids (raise n_patches or lower n_centroids)")
+    check_finite("images_float", images_float)
     x = images_float.float()
     mean, cov = patches.patch_moments(x, patch_size)
     wh = patches.Whitening.from_covariance(mean, cov, whitening, eps)
@@ -442,7 +456,12 @@ class PatchEmbedding(nn.Module):
                  k: int, mode: str = "hard", out_channels: int | None = None) -> None:
         super().__init__()
         check_choice("mode", mode, MODES)
+        check_int("patch_size", patch_size, 1)
+        check_int("channels", channels, 1)
+        check_int("out_channels", out_channels, 1, allow_none=True)
         centroids, whitening = torch.as_tensor(centroids).float(), torch.as_tensor(whitening).float()
+        check_finite("centroids", centroids)
+        check_finite("whitening", whitening)
         d = channels * patch_size * patch_size
         if centroids.ndim != 2 or centroids.shape[1] != d:
             raise ValueError(f"centroids must be (N, D) with D = channels * patch_size^2 = {channels}*{patch_size}^2"
@@ -471,6 +490,13 @@ class PatchEmbedding(nn.Module):
                    dictionary["channels"], k, mode, **kw)
 
     def _check_input(self, x: torch.Tensor) -> None:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor of images, got {type(x).__name__}")
+        if x.dtype != self.kernel.dtype:
+            hint = (" (raw pixels? the dictionary is in normalised coordinates: normalise them as the model sees "
+                    "them, e.g. splits.norm(images))" if not x.is_floating_point() else "")
+            raise ValueError(f"x has dtype {x.dtype}; this embedding's dictionary is {self.kernel.dtype}, so the input "
+                             f"must be {self.kernel.dtype} too{hint}")
         if x.ndim != 4 or x.shape[1] != self.channels:
             raise ValueError(f"input must be (B, {self.channels}, H, W) for this dictionary of {self.channels}-channel "
                              f"{self.patch_size}x{self.patch_size} patches, got {tuple(x.shape)}")

@@ -7,18 +7,23 @@ App. C.4. All functions work on images already in the normalisation the model se
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .checks import check_choice, check_finite, check_float, check_int
+
 WHITENINGS = ("none", "pca", "zca")
 
 
 def _check_size(images: torch.Tensor, size: int) -> None:
-    if images.ndim != 4:
-        raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"images must be (N, C, H, W), got shape {shape}")
+    check_int("size", size)
     h, w = images.shape[-2:]
     if not 1 <= size <= min(h, w):
         raise ValueError(f"patch size={size} does not fit images of {h}x{w}; allowed: 1..{min(h, w)}")
@@ -30,8 +35,9 @@ def sample_patches(images: torch.Tensor, n: int, size: int, seed: int = 0) -> to
     Returns ``(n, C, size, size)`` in the dtype of ``images``. Seeded and deterministic.
     """
     _check_size(images, size)
-    if n <= 0:
-        raise ValueError(f"n_patches must be positive, got {n}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n_patches must be positive, got n={n!r} (an integer >= 1)")
+    check_int("seed", seed)
     g = torch.Generator().manual_seed(seed)
     b, c, h, w = images.shape
     img = torch.randint(0, b, (n,), generator=g)
@@ -55,6 +61,8 @@ def dictionary_patches(images: torch.Tensor, n: int, size: int, seed: int = 0,
     When more than 1% of patches fall below ``min_norm`` (e.g. background in [0, 1] pixels), more
     rounds are drawn (new seeds) until n remain; an error if fewer than 1 in 1000 patches qualify.
     """
+    check_int("n", n, 1)
+    check_float("min_norm", min_norm, 0.0)
     kept, have, drawn, rounds = [], 0, 0, 0
     while have < n and drawn <= 1000 * n:
         rate = have / drawn if drawn else 1.0  # the first round draws 1.01 n, as the paper's code
@@ -78,6 +86,7 @@ def patch_moments(images: torch.Tensor, size: int, batch_size: int = 128, transf
     running totals in float64. ``transform`` maps
     a batch before patches are taken (e.g. uint8 -> normalised float, or a frozen earlier layer).
     """
+    check_int("batch_size", batch_size, 1)
     _check_size(images if transform is None else transform(images[:1]), size)
     total, s1, s2, shift = 0, None, None, None
     for i in tqdm(range(0, len(images), batch_size), desc="patch moments", disable=not progress):
@@ -115,14 +124,35 @@ class Whitening:
     eps: float = 1e-3
 
     def __post_init__(self) -> None:
-        if self.kind not in WHITENINGS:
-            raise ValueError(f"whitening={self.kind!r} is not supported; allowed values: {WHITENINGS}")
+        check_choice("whitening", self.kind, WHITENINGS)
+        check_float("eps", self.eps, 0.0, strict_min=True)  # eps <= 0 divides by sqrt(0) for a flat direction
+        d = len(self.eigenvalues)
+        if self.eigenvectors.shape != (d, d) or self.mean.shape != (d,):
+            raise ValueError(f"mean {tuple(self.mean.shape)}, eigenvalues {tuple(self.eigenvalues.shape)} and "
+                             f"eigenvectors {tuple(self.eigenvectors.shape)} must be (D,), (D,) and (D, D)")
+        for name in ("mean", "eigenvalues", "eigenvectors"):
+            check_finite(name, getattr(self, name))
 
     @classmethod
     def from_covariance(cls, mean: torch.Tensor, cov: torch.Tensor, kind: str = "pca",
                         eps: float = 1e-3) -> Whitening:
-        lam, u = torch.linalg.eigh(cov.double())
-        return cls(mean.double(), lam.clamp_min(0), u, kind, eps)
+        """The whitening of the (D, D) covariance ``cov`` of patches whose mean is ``mean`` (D,):
+        ``cov`` must be square, finite and symmetric (to a relative 1e-5)."""
+        check_choice("whitening", kind, WHITENINGS)
+        check_float("eps", eps, 0.0, strict_min=True)
+        cov, mean = torch.as_tensor(cov).double(), torch.as_tensor(mean).double()
+        if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+            raise ValueError(f"cov must be a square (D, D) covariance, got shape {tuple(cov.shape)}")
+        if mean.shape != (cov.shape[0],):
+            raise ValueError(f"mean must be ({cov.shape[0]},) for a {tuple(cov.shape)} cov, got shape "
+                             f"{tuple(mean.shape)}")
+        check_finite("cov", cov)
+        check_finite("mean", mean)
+        asym = float((cov - cov.T).abs().max()) if cov.numel() else 0.0
+        if asym > 1e-5 * max(float(cov.abs().max()), 1e-12):
+            raise ValueError(f"cov must be symmetric (a covariance), but |cov - cov^T| reaches {asym:.3g}")
+        lam, u = torch.linalg.eigh(cov)
+        return cls(mean, lam.clamp_min(0), u, kind, eps)
 
     @property
     def matrix(self) -> torch.Tensor:
@@ -167,6 +197,7 @@ def unit_normalize(points: torch.Tensor, drop_fraction: float = 0.01) -> tuple[t
     "lowest 1%" alone keeps them when more than 1% are zero, e.g. Fashion-MNIST background in
     [0, 1] pixels), then the lowest ``drop_fraction`` of norms, then scale rows to unit norm.
     Returns the points and the counts dropped."""
+    check_float("drop_fraction", drop_fraction, 0.0, 1.0)
     norms = points.norm(dim=1)
     nonzero = norms > 0
     kept, kept_norms = points[nonzero], norms[nonzero]

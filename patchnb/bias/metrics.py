@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..checks import check_int, check_labels
+
 # The 16 categories in the (sorted) order of model-vs-human's get_human_object_recognition_categories().
 IMAGENET_16_CATEGORIES = ("airplane", "bear", "bicycle", "bird", "boat", "bottle", "car", "cat", "chair", "clock",
                           "dog", "elephant", "keyboard", "knife", "oven", "truck")
@@ -115,19 +117,24 @@ def shape_bias(pred: torch.Tensor, shape_labels: torch.Tensor, texture_labels: t
     shape class and per texture class.
     """
     pred, shape_labels, texture_labels = (torch.as_tensor(a) for a in (pred, shape_labels, texture_labels))
-    if pred.ndim == 2:
-        pred = pred.argmax(1)
-    if pred.ndim != 1:
+    if pred.ndim not in (1, 2):
         raise ValueError(f"pred must be decisions (N,) or scores (N, C), got shape {tuple(pred.shape)}")
     n = len(pred)
     if shape_labels.shape != (n,) or texture_labels.shape != (n,):
         raise ValueError(f"pred, shape_labels and texture_labels must have the same length; got {n}, "
                          f"{tuple(shape_labels.shape)}, {tuple(texture_labels.shape)}")
-    pred, shape_labels, texture_labels = pred.long(), shape_labels.long(), texture_labels.long()
-    if n and min(int(shape_labels.min()), int(texture_labels.min())) < 0:
-        raise ValueError("shape_labels and texture_labels must be >= 0")
+    check_int("n_classes", n_classes, 1, allow_none=True)
+    shape_labels = check_labels("shape_labels", shape_labels, n_classes)
+    texture_labels = check_labels("texture_labels", texture_labels, n_classes)
     if n_classes is None:
         n_classes = int(max(shape_labels.max(), texture_labels.max())) + 1 if n else 0
+    if pred.ndim == 2:
+        if pred.shape[1] < n_classes:
+            raise ValueError(f"pred holds scores of {pred.shape[1]} classes but the labels name {n_classes} classes "
+                             f"(n_classes={n_classes}): the missing classes could never be decided")
+        pred = pred.argmax(1)
+    else:
+        pred = check_labels("pred", pred)  # decisions: integer class indices (floats would be truncated)
     conflict = shape_labels != texture_labels
     is_shape = conflict & (pred == shape_labels)
     is_texture = conflict & (pred == texture_labels)

@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_int, check_labels
+
 #: default grid of L2 strengths searched on validation
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
@@ -174,7 +176,7 @@ class ProbeResult:
         return {"weight_decay": self.weight_decay, "grid": self.grid, "val": self.val, "test": self.test}
 
 
-def _check(name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
+def _check(name: str, feats: torch.Tensor, labels: torch.Tensor, n_classes: int | None = None) -> None:
     if feats.ndim != 2 or labels.ndim != 1 or len(feats) != len(labels):
         raise ValueError(f"{name}: features must be (N, D) and labels (N,), got {tuple(feats.shape)} and "
                          f"{tuple(labels.shape)}")
@@ -182,6 +184,7 @@ def _check(name: str, feats: torch.Tensor, labels: torch.Tensor) -> None:
         raise ValueError(f"{name}: no samples")
     if not torch.isfinite(feats).all():
         raise ValueError(f"{name}: features contain NaN or inf")
+    check_labels(f"{name}_labels", labels, n_classes)
 
 
 def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feats: torch.Tensor,
@@ -191,12 +194,14 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, val_feat
     """Train a logistic-regression head per ``weight_decays`` value on standardised train features, select on
     validation accuracy (ties: the larger weight decay), and score the selected head once on test when
     ``test_feats`` / ``test_labels`` are given. Deterministic. See the module docstring."""
-    _check("train", train_feats, train_labels)
-    _check("val", val_feats, val_labels)
+    check_int("n_classes", n_classes, 1, allow_none=True)
+    check_int("max_iter", max_iter, 1)
+    _check("train", train_feats, train_labels, n_classes)
+    _check("val", val_feats, val_labels, n_classes)
     if (test_feats is None) != (test_labels is None):
         raise ValueError("give both test_feats and test_labels, or neither")
     if test_feats is not None:
-        _check("test", test_feats, test_labels)
+        _check("test", test_feats, test_labels, n_classes)
     weight_decays = sorted({float(w) for w in weight_decays}, reverse=True)
     if not weight_decays or any(w < 0 or not math.isfinite(w) for w in weight_decays):
         raise ValueError(f"weight_decays must be a non-empty list of finite values >= 0, got {weight_decays}")

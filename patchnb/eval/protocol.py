@@ -106,6 +106,11 @@ def evaluate_encoder(encoder: nn.Module, splits: Splits, *, knn_k: int = KNN_K,
     check_int("batch_size", batch_size, 1)
     if not isinstance(encoder, nn.Module):
         raise ValueError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+    weight_decays = list(weight_decays)
+    if not weight_decays:
+        raise ValueError("weight_decays must list at least one L2 strength for the linear probe, got none")
+    for wd in weight_decays:
+        check_float("weight_decays", wd, 0.0)
 
     def feats(data: ImageData, name: str):
         if features_fn is not None:

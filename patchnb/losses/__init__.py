@@ -2,7 +2,7 @@
 
 The losses/metrics layer of the package (below the methods of :mod:`patchnb.ssl`, which plug them into
 training, and :mod:`patchnb.eval`, which reports alignment and uniformity of trained encoders); they
-import nothing from patchnb. ``patchnb.ssl`` re-exports every name."""
+import nothing from patchnb but its parameter checks (:mod:`patchnb.checks`). ``patchnb.ssl`` re-exports every name."""
 
 from .align_uniform import alignment, uniformity
 from .coding_rate import emp_ssl_loss, total_coding_rate

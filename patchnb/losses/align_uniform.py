@@ -19,6 +19,7 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> torch.Ten
     """
     check_embeddings("z1", z1, min_batch=1)
     check_same_shape("z1", z1, "z2", z2)
+    check_embeddings("z2", z2, min_batch=1)
     check_positive("alpha", alpha)
     return (z1 - z2).norm(dim=1).pow(alpha).mean()
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_embeddings, check_positive
+from ._checks import check_embeddings, check_finite, check_positive
 
 
 def total_coding_rate(z: torch.Tensor, eps: float = 0.2) -> torch.Tensor:
@@ -55,8 +57,11 @@ def emp_ssl_loss(views: torch.Tensor, eps: float = 0.2, invariance_weight: float
     if views.shape[0] < 2:
         raise ValueError(f"views hold n_patches={views.shape[0]}; EMP-SSL needs n_patches >= 2")
     check_positive("eps", eps)
+    if not math.isfinite(invariance_weight):
+        raise ValueError(f"invariance_weight must be a finite number, got {invariance_weight!r}")
     n = views.shape[0]
     check_embeddings("views[0]", views[0])
+    check_finite("views", views)
     mean = views.mean(0, keepdim=True)
     inv = F.cosine_similarity(views, mean.expand_as(views), dim=2).mean()
     rate = torch.stack([total_coding_rate(views[i], eps) for i in range(n)]).mean()

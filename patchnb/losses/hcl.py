@@ -37,6 +37,7 @@ def hcl(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.07, beta: flo
     """
     check_embeddings("z1", z1)
     check_same_shape("z1", z1, "z2", z2)
+    check_embeddings("z2", z2)
     check_positive("temperature", temperature)
     if not beta >= 0:
         raise ValueError(f"beta must be >= 0, got {beta}")

@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_embeddings, check_positive, check_same_shape
+from ._checks import check_embeddings, check_finite, check_positive, check_same_shape
 
 
 def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperature: float = 0.1,
@@ -40,12 +40,14 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
     """
     check_embeddings("q", q)
     check_same_shape("q", q, "k", k)
+    check_embeddings("k", k)
     check_positive("temperature", temperature)
     if not isinstance(queue, torch.Tensor) or queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         shape = tuple(queue.shape) if isinstance(queue, torch.Tensor) else type(queue).__name__
         raise ValueError(f"queue must have shape (K, {q.shape[1]}) (the embedding dim of q), got {shape}")
     if queue.shape[0] < 1:
         raise ValueError("queue must hold at least one negative (K >= 1)")
+    check_finite("queue", queue)
     if not math.isfinite(margin):
         raise ValueError(f"margin must be a finite float, got {margin}")
     q, k, queue = F.normalize(q, dim=1), F.normalize(k, dim=1), F.normalize(queue, dim=1)
@@ -56,6 +58,7 @@ def moco_infonce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor, temperat
         if e.ndim != 3 or e.shape[0] != q.shape[0] or e.shape[2] != q.shape[1]:
             raise ValueError(f"extra_negatives must have shape ({q.shape[0]}, M, {q.shape[1]}), got "
                              f"{tuple(extra_negatives.shape)}")
+        check_finite("extra_negatives", e)
         extra = torch.einsum("bd,bmd->bm", q, F.normalize(extra_negatives, dim=2))
         neg = torch.cat([neg, extra], dim=1)
     logits = torch.cat([pos, neg], dim=1) / temperature
@@ -87,6 +90,7 @@ def mochi_negatives(q: torch.Tensor, queue: torch.Tensor, n_hard: int = 1024, s:
     check_embeddings("q", q, min_batch=1)
     if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
         raise ValueError(f"queue must have shape (K, {q.shape[1]}), got {tuple(queue.shape)}")
+    check_finite("queue", queue)
     if n_hard < 1 or s < 0 or s_prime < 0:
         raise ValueError(f"n_hard must be >= 1 and s, s_prime >= 0, got {n_hard}, {s}, {s_prime}")
     dev = q.device

@@ -27,6 +27,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> tor
     """
     check_embeddings("z1", z1)
     check_same_shape("z1", z1, "z2", z2)
+    check_embeddings("z2", z2)
     check_positive("temperature", temperature)
     b = z1.shape[0]
     z = F.normalize(torch.cat([z1, z2]), dim=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_positive
+from ._checks import check_finite, check_positive
 
 
 def supcon(features: torch.Tensor, labels: torch.Tensor | None, temperature: float = 0.07) -> torch.Tensor:
@@ -31,6 +31,9 @@ def supcon(features: torch.Tensor, labels: torch.Tensor | None, temperature: flo
     if not isinstance(features, torch.Tensor) or features.ndim != 3:
         shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
         raise ValueError(f"features must have shape (batch, n_views, dim), got {shape}")
+    if not features.is_floating_point():
+        raise ValueError(f"features must be a floating-point tensor, got {features.dtype}")
+    check_finite("features", features)
     check_positive("temperature", temperature)
     b, v, _ = features.shape
     if b * v < 2:
@@ -39,6 +42,9 @@ def supcon(features: torch.Tensor, labels: torch.Tensor | None, temperature: flo
     if labels is None:
         labels = torch.arange(b, device=features.device)
     labels = torch.as_tensor(labels, device=features.device)
+    if labels.is_floating_point() or labels.is_complex():
+        raise ValueError(f"labels must be integer class labels, got a {labels.dtype} tensor (float labels would "
+                         f"compare as equal only when bit-identical); cast whole-number labels with .long()")
     if labels.ndim != 1 or labels.shape[0] != b:
         raise ValueError(f"labels must have shape ({b},) (one per image of features), got {tuple(labels.shape)}")
     z = F.normalize(features, dim=2).transpose(0, 1).reshape(v * b, -1)  # view-major, as the reference code

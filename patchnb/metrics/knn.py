@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_finite, check_float, check_int, check_labels
+
 
 @dataclass
 class KNNResult:
@@ -33,12 +35,10 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, query_fe
     the prediction is :math:`\arg\max_c w_c` (ties: the lowest class index). Queries are processed
     ``chunk`` at a time, so memory is ``O(chunk * len(bank))``. ``k`` is capped at the bank size.
     """
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    check_int("k", k, 1)
+    check_float("temperature", temperature, 0.0, strict_min=True)
+    check_int("chunk", chunk, 1)
+    check_int("n_classes", n_classes, 1, allow_none=True)
     if train_feats.ndim != 2 or query_feats.ndim != 2 or train_feats.shape[1] != query_feats.shape[1]:
         raise ValueError(f"train_feats and query_feats must be (N, D) with the same D, got {tuple(train_feats.shape)} "
                          f"and {tuple(query_feats.shape)}")
@@ -47,6 +47,11 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, query_fe
                          f"non-zero length")
     if query_labels is not None and len(query_labels) != len(query_feats):
         raise ValueError(f"query_feats ({len(query_feats)}) and query_labels ({len(query_labels)}) differ in length")
+    check_finite("train_feats", train_feats)
+    check_finite("query_feats", query_feats)
+    train_labels = check_labels("train_labels", train_labels, n_classes)
+    if query_labels is not None:
+        query_labels = check_labels("query_labels", query_labels)
     dev = torch.device(device) if device is not None else train_feats.device
     bank = F.normalize(train_feats.to(dev).float(), dim=1)
     bank_labels = train_labels.to(dev).long()

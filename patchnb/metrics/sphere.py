@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_finite
+
 
 def vmf_concentration(z: torch.Tensor, labels: torch.Tensor | None = None) -> dict:
     r"""Concentration :math:`\hat\kappa` of a von Mises-Fisher distribution fitted to unit vectors ``z`` (N, d)
@@ -19,6 +21,7 @@ def vmf_concentration(z: torch.Tensor, labels: torch.Tensor | None = None) -> di
         raise ValueError(f"z must be a non-empty (N, d) tensor, got shape {tuple(z.shape)}")
     if labels is not None and len(labels) != len(z):
         raise ValueError(f"labels ({len(labels)}) and z ({len(z)}) must have the same length")
+    check_finite("z", z)
     z = F.normalize(z.double(), dim=1)
     d = z.shape[1]
 

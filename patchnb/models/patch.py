@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..checks import check_int
 from ..embedding import PatchEmbedding, build_dictionary, pooled_size
 
 
@@ -23,6 +24,11 @@ class Head(nn.Module):
                  pool_size: int = 4, pool_stride: int = 4, use_batch_norm: bool = True, use_bottleneck: bool = True,
                  bottleneck: int = 32, relu_after_bottleneck: bool = False) -> None:
         super().__init__()
+        for name, value in (("channels", channels), ("n_classes", n_classes), ("bottleneck", bottleneck)):
+            check_int(name, value, 1)
+        if use_pool:
+            check_int("pool_size", pool_size, 1)
+            check_int("pool_stride", pool_stride, 1)
         h, w = spatial
         self.pool = (pool_size, pool_stride, True) if use_pool else None
         if use_pool:
@@ -57,6 +63,11 @@ class LocallyLinearNetwork(nn.Module):
     def __init__(self, embedding: PatchEmbedding | None, image_shape: Sequence[int], n_classes: int = 10,
                  conv_channels: int = 1024, patch_size: int = 5, **head) -> None:
         super().__init__()
+        if len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+        for v in image_shape:
+            check_int("image_shape", v, 1)
+        check_int("n_classes", n_classes, 1)
         c, h, w = image_shape
         if embedding is not None:
             if embedding.channels != c:

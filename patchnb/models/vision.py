@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import check_int
 from .resnet import ResNet18
 
 MODELS = ("resnet", "convnext", "vit", "coatnet")
@@ -56,8 +57,7 @@ class VisionModel(nn.Module):
 def _check(in_channels: int, n_classes: int, image_size: int, width: int) -> None:
     for name, v, lo in (("in_channels", in_channels, 1), ("n_classes", n_classes, 1), ("image_size", image_size, 4),
                         ("width", width, 1)):
-        if int(v) < lo:
-            raise ValueError(f"{name} must be >= {lo}, got {v}")
+        check_int(name, v, lo)
 
 
 def freeze_backbone(model: VisionModel, frozen: bool = True) -> VisionModel:
