@@ -14,9 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from .checkpoint import CheckpointError
 from .data import DATASETS, DataError, load_splits
 from .eval import save_backbone
-from .train import CheckpointError, TrainConfig, fit
+from .train import TrainConfig, fit
 
 EXIT_STOPPED = 75  # sysexits EX_TEMPFAIL: stopped by --time-budget; run again to resume
 HPARAMS = "hparams.yaml"

@@ -153,10 +153,11 @@ from .cli_run import (
 )
 from .eval import evaluate_encoder, save_projections, sweep_checkpoints
 from .models.patch import seeded_init
+from .optim import OPTIMIZERS, SCHEDULES
 from .ssl import EMPSSL, METHODS, Augment, SimCLR, SupCon
 from .ssl.config import available_configs, build_method, read_method_config
 from .ssl.emp import patch_averaged_features
-from .train import OPTIMIZERS, SCHEDULES, TrainConfig
+from .train import TrainConfig
 
 __all__ = ["EXIT_STOPPED", "main_emp_ssl", "main_ssl", "main_supcon"]
 

@@ -76,10 +76,12 @@ from .cli_run import (
     write_json,
 )
 from .data import ImageData, Splits, channel_stats
+from .distributed import resolve_device
 from .eval import load_backbone
 from .models.patch import seeded_init
 from .models.vision import MODELS, make_vision_model
-from .train import OPTIMIZERS, SCHEDULES, Classification, TrainConfig, features, resolve_device
+from .optim import OPTIMIZERS, SCHEDULES
+from .train import Classification, TrainConfig, features
 
 KINDS = ("stylized", "consistent")
 #: the stimuli options and their defaults (``None`` on the command line, so that they can be refused elsewhere)

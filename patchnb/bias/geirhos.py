@@ -107,7 +107,7 @@ def load_imagenet_classifier(arch: str, weights_path: str | Path | None = None) 
         path = Path(weights_path)
         if not path.is_file():
             raise FileNotFoundError(f"weights_path={str(path)!r} does not exist")
-        from ..train import load_checkpoint  # weights_only: tensors and plain containers, no code runs
+        from ..checkpoint import load_checkpoint  # weights_only: tensors and plain containers, no code runs
 
         state = load_checkpoint(path)
         if isinstance(state, torch.nn.Module):

@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..checkpoint import CheckpointError, load_checkpoint, save_atomic
 from ..data import ImageData, Splits, cache_dir
+from ..distributed import resolve_device
 from ..ssl.checkpoints import save_backbone  # noqa: F401  (the writer; patchnb.eval re-exports it)
-from ..train import CheckpointError, features, load_checkpoint, resolve_device, save_atomic, unwrap
+from ..train import features, unwrap
 
 #: keys under which a checkpoint dict may hold the weights, in the order they are looked for
 STATE_KEYS = ("backbone", "state_dict", "model", "encoder")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from torch import nn
 
-from ..train import fit, load_checkpoint, save_atomic, unwrap
+from ..checkpoint import load_checkpoint, save_atomic
+from ..train import fit, unwrap
 
 CHECKPOINT_FOLDER = "checkpoints"
 
