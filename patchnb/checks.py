@@ -93,3 +93,20 @@ def check_labels(name: str, labels, n_classes: int | None = None):
         if n_classes is not None and hi >= n_classes:
             raise ValueError(f"{name} holds a label {hi} but n_classes={n_classes}; allowed: 0..{n_classes - 1}")
     return t
+
+
+def check_device(name: str, device) -> None:
+    """``"auto"``, a ``torch.device`` or a device string torch understands (``cpu``, ``cuda``, ``cuda:1``,
+    ``mps``); whether that device exists is checked where it is used (a configuration may be written on
+    another machine than the one that runs it)."""
+    import torch
+
+    if isinstance(device, torch.device) or device == "auto":
+        return
+    if not isinstance(device, str):
+        raise ValueError(f"{name} must be a device string ('auto', 'cpu', 'cuda', 'cuda:0', ...), got {device!r}")
+    try:
+        torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{name}={device!r} is not a device; allowed values: 'auto', 'cpu', 'cuda', 'cuda:<index>', "
+                         f"'mps'") from None

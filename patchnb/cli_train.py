@@ -56,6 +56,8 @@ import sys
 from dataclasses import asdict, fields
 from pathlib import Path
 
+from .checks import check_choice, check_int
+from .data import DATASETS, DataError
 from .distributed import is_main_process
 from .experiments.patch.network import DICTIONARIES, EMBEDDINGS, MODELS, WHITENINGS, RunConfig, run_network
 
@@ -158,10 +160,40 @@ def parse_config(argv: list[str] | None = None) -> tuple[RunConfig, argparse.Nam
     return cfg, args
 
 
+def check_run_config(cfg: RunConfig) -> None:
+    """Everything about ``cfg`` that can be checked without loading data, so a bad option fails at once
+    (``--dry-run`` included) naming the option, its value and what is allowed; raises ``ValueError``."""
+    check_choice("dataset", cfg.dataset, DATASETS)
+    if cfg.dataset == "imagefolder" and not cfg.data_root:
+        raise ValueError("dataset='imagefolder' needs --data-root <path of the ImageFolder tree>")
+    for name in ("n_centroids", "n_patches", "depth", "pool_size", "pool_stride", "bottleneck_dim", "width",
+                 "kmeans_iters"):
+        check_int(name, getattr(cfg, name), 1)
+    check_int("mlp_hidden_layers", cfg.mlp_hidden_layers, 0)
+    for name in ("train_size", "val_size", "test_size"):
+        check_int(name, getattr(cfg, name), 1, allow_none=True)
+    for name in ("k", "kernel_size"):
+        for v in cfg.layers(name):
+            check_int(name, v, 1)
+    for v in cfg.layers("padding"):
+        check_int("padding", v, 0)
+    if cfg.model == "patch" and cfg.embedding != "conv":
+        k = cfg.layers("k")
+        if max(k) > cfg.n_centroids:
+            raise ValueError(f"k={max(k)} is more than n_centroids={cfg.n_centroids}: each position marks its k "
+                             f"nearest of the n_centroids centroids (allowed: 1..{cfg.n_centroids})")
+        if cfg.dictionary == "kmeans" and cfg.n_centroids > cfg.n_patches:
+            raise ValueError(f"n_centroids={cfg.n_centroids} is more than n_patches={cfg.n_patches}: k-means needs at "
+                             f"least as many sampled patches as centroids (raise --n-patches or lower --n-centroids)")
+    cfg.train_config()  # epochs, batch size, lr, momentum, milestones, seed, device (TrainConfig's checks)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``patchnb train [options]``: returns 0 on success (2 on a bad configuration)."""
+    """``patchnb train [options]``: returns 0 on success, 2 on a bad configuration or missing data (one line
+    on stderr, as argparse does)."""
     try:
         cfg, args = parse_config(argv)
+        check_run_config(cfg)
     except ValueError as e:
         print(f"patchnb train: {e}", file=sys.stderr)
         return 2
@@ -170,7 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(asdict(cfg), indent=1))
         return 0
     run_dir = Path(args.run_dir or Path("runs") / name.replace(" ", "_").replace("/", "_"))
-    out = run_network(cfg, run_dir=run_dir)
+    try:
+        out = run_network(cfg, run_dir=run_dir)
+    except (ValueError, DataError) as e:  # a configuration the data rules out, or missing/corrupt data
+        print(f"patchnb train: {e}", file=sys.stderr)
+        return 2
     if not is_main_process():  # torchrun: rank 0 writes the summary and reports
         return 0
     summary = {"name": name, "config": out["config"], "seconds": out["seconds"],

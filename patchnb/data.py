@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .checks import check_choice
+from .checks import check_choice, check_float, check_int
 from .datasets import (  # noqa: F401  (re-exported: patchnb.data is where callers find them)
     DATASETS,
     DEBIAN_FASHION_MNIST,
@@ -118,11 +118,13 @@ def channel_stats(images: torch.Tensor, cache: bool = True) -> Normalization:
     return norm
 
 
-def _first(data: ImageData, n: int | None, seed: int) -> ImageData:
-    if n is None or n >= len(data):
+def _first(data: ImageData, n: int | None, seed: int, name: str = "size", split: str = "the split") -> ImageData:
+    check_int(name, n, 1, allow_none=True)
+    if n is not None and n > len(data):
+        raise ValueError(f"{name}={n} is more than the {len(data)} images of {split}; allowed: 1..{len(data)} or "
+                         f"None (all of them)")
+    if n is None or n == len(data):
         return data
-    if n <= 0:
-        raise ValueError(f"subset size must be positive, got {n}")
     idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(20_000 + seed))[:n]
     return data.subset(idx.sort().values)
 
@@ -149,6 +151,13 @@ def load_splits(
     (and optionally ``root/val``) subfolders those splits are used as given.
     """
     check_choice("dataset", name, DATASETS)
+    check_float("val_fraction", val_fraction, 0.0, 1.0)
+    check_int("image_size", image_size, 1, allow_none=True)
+    check_int("split_seed", split_seed)
+    for size_name, size in (("train_size", train_size), ("val_size", val_size), ("test_size", test_size)):
+        check_int(size_name, size, 1, allow_none=True)
+    if (mean is None) != (std is None):
+        raise ValueError("give both mean and std, or neither")
     val = None
     if name == "fashion_mnist":
         train_all, test = load_fashion_mnist("train"), load_fashion_mnist("test")
@@ -161,6 +170,12 @@ def load_splits(
         if root is None:
             raise ValueError("dataset='imagefolder' needs root=<path of the ImageFolder tree>")
         root = Path(root)
+        split_dirs = [d for d in ("train", "val", "test") if (root / d).is_dir()]
+        if split_dirs and not {"train", "test"} <= set(split_dirs):
+            missing = " and ".join(f"{d}/" for d in ("train", "test") if d not in split_dirs)
+            raise DataError(f"{root} has {', '.join(d + '/' for d in split_dirs)} but no {missing}: a tree split by "
+                            f"folders needs train/ and test/ (val/ optional), each with the class folders; a tree "
+                            f"of class folders only is split here")
         if (root / "train").is_dir() and (root / "test").is_dir():
             train_all = load_image_folder(root / "train", image_size)
             test = load_image_folder(root / "test", image_size, channels=train_all.shape[0])
@@ -179,12 +194,23 @@ def load_splits(
         train, val = train_all.subset(tr), train_all.subset(va)
     else:
         train = train_all
-    train = _first(train, train_size, split_seed)
-    val = _first(val, val_size, split_seed + 1)
-    test = _first(test, test_size, split_seed + 2)
-    if (mean is None) != (std is None):
-        raise ValueError("give both mean and std, or neither")
-    norm = Normalization(tuple(mean), tuple(std)) if mean is not None else channel_stats(train.images)
+    train = _first(train, train_size, split_seed, "train_size", "the train split")
+    val = _first(val, val_size, split_seed + 1, "val_size", "the validation split")
+    test = _first(test, test_size, split_seed + 2, "test_size", "the test split")
+    for split, data in (("train", train), ("val", val), ("test", test)):
+        if len(data) == 0:
+            hint = f" (val_fraction={val_fraction} of {len(train)} images)" if split == "val" else ""
+            raise ValueError(f"the {split} split of {name!r} is empty{hint}; training needs images in train, val "
+                             f"and test")
+    channels = train.shape[0]
+    if mean is not None:
+        mean, std = tuple(mean), tuple(std)
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean={mean} and std={std} must give one value per channel: {name!r} has {channels} "
+                             f"channel(s)")
+        for v in (*mean, *std):
+            check_float("mean/std", v)
+    norm = Normalization(mean, std) if mean is not None else channel_stats(train.images)
     return Splits(name, train, val, test, norm)
 
 

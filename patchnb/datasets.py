@@ -288,10 +288,26 @@ def read_image(path: str | Path, channels: int, image_size: int | None = None) -
     return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
+GRAYSCALE_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+def _is_grayscale(path: Path) -> bool:
+    """Whether the image file is grayscale, from its header (PIL opens lazily: no pixels are decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.mode in GRAYSCALE_MODES
+    except (UnidentifiedImageError, OSError) as e:
+        raise DataError(f"{path} is not a readable image ({e}); remove or replace it.") from e
+
+
 def load_image_folder(root: str | Path, image_size: int | None = None, channels: int | None = None) -> ImageData:
     """Load a ``root/<class>/<image>`` tree into memory, resized to ``image_size`` (square) if given.
 
-    ``channels`` is 1 (grayscale) or 3 (RGB); by default, the mode of the first image decides.
+    ``channels`` is 1 (grayscale) or 3 (RGB); by default 3 when any image of the tree is in colour and 1
+    when all are grayscale (every file's header is read, so a grayscale first file does not turn the
+    tree gray).
     """
     root = Path(root)
     if not root.is_dir():
@@ -306,10 +322,9 @@ def load_image_folder(root: str | Path, image_size: int | None = None, channels:
             raise DataError(f"class folder {d} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
         files += [(p, label) for p in members]
     if channels is None:
-        from PIL import Image
-
-        with Image.open(files[0][0]) as im:
-            channels = 1 if im.mode in ("L", "1", "I;16", "I") else 3
+        channels = 1 if all(_is_grayscale(path) for path, _ in files) else 3
+    elif channels not in (1, 3):
+        raise ValueError(f"channels={channels!r} is not supported; allowed values: 1 (grayscale), 3 (RGB), None")
     arrays = [read_image(path, channels, image_size) for path, _ in files]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:

@@ -47,6 +47,7 @@ from .checkpoint import (  # noqa: F401  (CheckpointError ... remove_temporaries
     save_atomic,
     set_rng_state,
 )
+from .checks import check_device, check_float, check_int
 from .data import ImageData, Splits, check_choice, iterate_batches, random_crop_flip
 from .distributed import is_main_process, resolve_device  # noqa: F401  (re-exported)
 from .optim import LARS, OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer  # noqa: F401  (re-exported)
@@ -83,13 +84,25 @@ class TrainConfig:
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("schedule", self.schedule, SCHEDULES)
         for name in ("epochs", "batch_size", "eval_batch_size", "step_epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.patience is not None and self.patience < 1:
-            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+            check_int(name, getattr(self, name), 1)
+        check_float("lr", self.lr, 0.0, strict_min=True)
+        check_float("momentum", self.momentum, 0.0, 1.0)
+        if self.momentum == 1.0:
+            raise ValueError("momentum must be < 1 (1 never forgets a gradient), got 1.0")
+        check_float("weight_decay", self.weight_decay, 0.0)
+        check_float("gamma", self.gamma, 0.0, 1.0, strict_min=True)  # <= 0 flips the step's sign or zeroes it
+        check_float("warmup_epochs", self.warmup_epochs, 0.0)
+        check_int("seed", self.seed)
+        check_int("patience", self.patience, 1, allow_none=True)
+        check_int("max_steps_per_epoch", self.max_steps_per_epoch, 1, allow_none=True)
+        if not isinstance(self.test_every_epoch, bool):
+            raise ValueError(f"test_every_epoch must be True or False, got {self.test_every_epoch!r}")
+        if isinstance(self.milestones, (str, bytes)) or not hasattr(self.milestones, "__iter__"):
+            raise ValueError(f"milestones must be a list of epochs, got {self.milestones!r}")
+        for m in self.milestones:
+            check_int("milestones", m, 0)
         self.milestones = tuple(int(m) for m in self.milestones)
+        check_device("device", self.device)
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the result (not the device)."""

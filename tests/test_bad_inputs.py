@@ -22,6 +22,7 @@ from patchnb import cluster, patches
 from patchnb.bias.metrics import imagenet_to_16, shape_bias
 from patchnb.bias.stimuli import make_stimuli, synthetic_masks
 from patchnb.checks import check_finite, check_float, check_int, check_seeds
+from patchnb.datasets import DataError
 from patchnb.embedding import PatchEmbedding, build_dictionary, knn_mask, knn_pool, phi_full_pooled
 from patchnb.eval import FeatureMap, alignment_uniformity, confusion_matrix, evaluate_encoder, linear_probe
 from patchnb.losses import (
@@ -345,14 +346,108 @@ CHECKS = [
     Bad("checks", "check_finite NaN", lambda: check_finite("z", _with_nan(Z1)), r"z.*NaN"),
 ]
 
-CASES = KERNELS + MODELS + LOSSES + METRICS + BIAS + EVAL + CHECKS
+
+def _train_config(**kw):
+    from patchnb.train import TrainConfig
+
+    return TrainConfig(**kw)
+
+
+LOOP = [Bad("loop", f"TrainConfig {k}={v!r}", lambda k=k, v=v: _train_config(**{k: v}), m) for k, v, m in [
+    ("gamma", -1.0, r"gamma.*-1"),
+    ("gamma", 0.0, r"gamma.*0"),
+    ("lr", NAN, r"lr.*nan"),
+    ("lr", 0.0, r"lr.*0"),
+    ("max_steps_per_epoch", 0, r"max_steps_per_epoch.*0"),
+    ("warmup_epochs", -1.0, r"warmup_epochs.*-1"),
+    ("epochs", 2.5, r"epochs.*2\.5"),
+    ("epochs", 0, r"epochs.*0"),
+    ("batch_size", "64", r"batch_size.*'64'"),
+    ("eval_batch_size", 0, r"eval_batch_size.*0"),
+    ("milestones", (10.5,), r"milestones.*10\.5"),
+    ("milestones", 100, r"milestones.*100"),
+    ("momentum", -0.1, r"momentum.*-0\.1"),
+    ("momentum", 1.0, r"momentum.*1"),
+    ("weight_decay", -1e-4, r"weight_decay.*-0\.0001"),
+    ("device", "gpu", r"device='gpu'"),
+    ("optimizer", "sgdm", r"optimizer='sgdm'"),
+    ("schedule", "linear", r"schedule='linear'"),
+    ("patience", 0, r"patience.*0"),
+    ("seed", 0.5, r"seed.*0\.5"),
+    ("test_every_epoch", "yes", r"test_every_epoch.*'yes'"),
+]]
+
+
+def _load(**kw):
+    from patchnb.data import load_splits
+
+    return load_splits(**kw)
+
+
+def _image_tree(root, classes=("cat", "dog"), modes=("L", "RGB")):
+    import numpy as np
+    from PIL import Image
+
+    g = np.random.default_rng(0)
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i, mode in enumerate(modes):
+            shape = (8, 8) if mode == "L" else (8, 8, 3)
+            Image.fromarray(g.integers(0, 255, shape, dtype=np.uint8), mode).save(root / c / f"{i}.png")
+    return root
+
+
+def _train_val_tree():
+    import tempfile
+    from pathlib import Path
+
+    root = Path(tempfile.mkdtemp(prefix="patchnb-bad-"))
+    _image_tree(root / "train")
+    _image_tree(root / "val")
+    return root
+
+
+DATA = [
+    Bad("data", "load_splits unknown dataset", lambda: _load(name="mnist"), r"dataset='mnist'"),
+    Bad("data", "load_splits train_size > data", lambda: _load(name="synthetic", train_size=5000),
+        r"train_size=5000.*1800"),
+    Bad("data", "load_splits val_size > data", lambda: _load(name="synthetic", val_size=500), r"val_size=500.*200"),
+    Bad("data", "load_splits test_size > data", lambda: _load(name="synthetic", test_size=501), r"test_size=501.*500"),
+    Bad("data", "load_splits train_size=0", lambda: _load(name="synthetic", train_size=0), r"train_size.*0"),
+    Bad("data", "load_splits val_size=2.5", lambda: _load(name="synthetic", val_size=2.5), r"val_size.*2\.5"),
+    Bad("data", "load_splits empty val split", lambda: _load(name="synthetic", val_fraction=0.0),
+        r"val split.*empty.*val_fraction=0\.0"),
+    Bad("data", "load_splits val_fraction=1.5", lambda: _load(name="synthetic", val_fraction=1.5),
+        r"val_fraction.*1\.5"),
+    Bad("data", "load_splits mean of 3 channels for 1",
+        lambda: _load(name="synthetic", mean=(0.5,) * 3, std=(1.0,) * 3),
+        r"mean=\(0\.5, 0\.5, 0\.5\).*1 channel"),
+    Bad("data", "load_splits mean without std", lambda: _load(name="synthetic", mean=(0.5,)), r"mean and std"),
+    Bad("data", "load_splits imagefolder without root", lambda: _load(name="imagefolder"), r"root"),
+    Bad("data", "load_splits train/ + val/ without test/", lambda: _load(name="imagefolder", root=_train_val_tree()),
+        r"train/, val/ but no test/", DataError),
+    Bad("data", "Normalization std=0", lambda: __import__("patchnb.data").data.Normalization((0.5,), (0.0,)),
+        r"std > 0"),
+]
+
+CASES = KERNELS + MODELS + LOSSES + METRICS + BIAS + EVAL + CHECKS + LOOP + DATA
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c.area}: {c.name}" for c in CASES])
 def test_bad_input(case: Bad):
     with pytest.raises(case.exc, match=case.match) as info:
         case.call()
-    assert isinstance(info.value, (ValueError, TypeError)), f"{type(info.value).__name__} is not a ValueError"
+    assert isinstance(info.value, (ValueError, TypeError, DataError)), f"{type(info.value).__name__} is not a " \
+                                                                        f"ValueError, TypeError or DataError"
+
+
+def test_image_folder_mode_from_every_image(tmp_path):
+    """A tree whose first image is grayscale but others are RGB loads as RGB (the first file no longer decides),
+    and an all-grayscale tree stays one channel."""
+    from patchnb.data import load_image_folder
+
+    assert load_image_folder(_image_tree(tmp_path / "mixed", modes=("L", "RGB"))).shape[0] == 3
+    assert load_image_folder(_image_tree(tmp_path / "gray", modes=("L", "L"))).shape[0] == 1
 
 
 def test_table_size():
@@ -367,7 +462,7 @@ def test_table_size():
 CLI_TRAIN = [
     ("n_centroids > n_patches", "--n-patches 10 --n-centroids 16 --k 4", r"n_centroids=16.*n_patches=10"),
     ("k > n_centroids", "--n-centroids 16 --k 32", r"k=32.*n_centroids=16"),
-    ("k=0", "--k 0", r"k=0"),
+    ("k=0", "--k 0", r"k must be >= 1, got 0"),
     ("lr=nan", "--lr nan", r"lr.*nan"),
     ("lr=0", "--lr 0", r"lr.*0"),
     ("epochs=0", "--epochs 0", r"epochs.*0"),
