@@ -19,7 +19,10 @@ images for the same *training wall-clock* (its number of epochs is calibrated fr
 steps unless ``simclr_epochs`` is given; the checkpoint nearest in seconds to each EMP-SSL epoch is
 scored on whole images, its standard protocol); a randomly initialised encoder is the floor (both ways).
 The test embeddings of the random encoder and of the last EMP-SSL checkpoint are saved as CSV files in
-the run's folder (patchwork's and the port's ``--save_proj``).
+the run's folder (patchwork's and the port's ``--save_proj``) and, with ``projections`` (default), as a
+TensorBoard projector folder with a sprite of the test images, ``book/generated/projections/emp_ssl/``
+and its zip (:func:`patchnb.eval.projections.save_book_projector`; relative to the working directory,
+the repository root under ``patchnb book``).
 
 Deviations from the original, named: a narrow CIFAR-style ResNet-18 (``width``; 64 is the standard one)
 on Fashion-MNIST at the small scales; the probe is an L2-regularised logistic regression fitted by
@@ -50,7 +53,7 @@ from tqdm.auto import tqdm
 from ..cache import cached
 from ..checks import check_choice, check_float, check_int
 from ..data import Splits, load_splits
-from ..eval import evaluate_encoder, load_backbone, save_projections
+from ..eval import evaluate_encoder, load_backbone, save_book_projector, save_projections
 from ..losses import uniformity
 from ..metrics import circle_projection, vmf_concentration
 from ..models import ResNet18
@@ -88,6 +91,7 @@ class Config(ExperimentConfig):
     simclr_weight_decay: float = 5e-4
     simclr_epochs: int | None = None             # None: calibrated to EMP-SSL's training seconds
     eval_batch_size: int = 512                   # images per batch of the feature extraction
+    projections: bool = True                     # write book/generated/projections/emp_ssl/ (+ .zip)
 
     BUDGET: ClassVar[str] = "n_train"
 
@@ -112,6 +116,8 @@ class Config(ExperimentConfig):
         check_float("simclr_weight_decay", self.simclr_weight_decay, 0.0)
         check_int("simclr_epochs", self.simclr_epochs, 1, allow_none=True)
         check_int("eval_batch_size", self.eval_batch_size, 1)
+        if not isinstance(self.projections, bool):
+            raise ValueError(f"projections must be True or False, got {self.projections!r}")
 
     def train_config(self, seed: int, method: str = METHOD, epochs: int | None = None) -> TrainConfig:
         """THE TrainConfig of the page. EMP-SSL: the YAML ``train`` section, ``batch_size`` replaced where
@@ -190,7 +196,8 @@ def simclr_epochs_for(cfg: Config, simclr, splits: Splits, seconds: float, seed:
 
 def run_pretraining(cfg: Config, seed: int, splits: Splits) -> dict:
     """EMP-SSL with checkpoints, the random encoder, SimCLR at equal wall-clock, each scored (cached)."""
-    key = dict(cfg.key("device"), files={m: read_method_config(m) for m in (METHOD, BASELINE)}, seed=seed)
+    key = dict(cfg.key("device", "projections"), files={m: read_method_config(m) for m in (METHOD, BASELINE)},
+               seed=seed)
 
     def compute(run_dir):
         dev = resolve_device(cfg.device)
@@ -323,6 +330,12 @@ def run(cfg: Config) -> Result:
         "kappa_emp": f"{el['kappa']:.1f}", "kappa_class_emp": f"{el['kappa_class']:.1f}",
         "kappa_rand": f"{rnd['kappa']:.1f}", "kappa_class_rand": f"{rnd['kappa_class']:.1f}",
     }
+    if cfg.projections:  # the patch-averaged test embeddings of the random encoder and the last checkpoint
+        result.text["projection_dir"] = str(save_book_projector(
+            "emp_ssl", {"random_encoder": rnd["test_features"], f"emp_ssl_epoch{el['epoch']}": el["test_features"]},
+            el["test_labels"], splits.test.classes, images=splits.test.images,
+            description=f"Patch-averaged test embeddings of the random encoder and of EMP-SSL after {el['epoch']} "
+                        f"epoch(s), page emp_ssl: {splits.describe()}; scale={cfg.scale}."))
     result.numbers = {
         **{f"emp{r['epoch']}_{k}": float(r[k]) for r in out["emp"] for k in ("linear", "knn", "uniformity")},
         **{f"simclr{r['emp_epoch']}_{k}": float(r[k]) for r in out["simclr"] for k in ("linear", "knn")},

@@ -27,6 +27,11 @@ README are not copied); one ``batch_size`` replaces every YAML ``train.batch_siz
 ``method_params`` override YAML ``params`` where the smoke/cpu data are too small for them (a queue or
 a cluster count larger than the training set).
 
+Output besides the page: with ``projections`` (default), the test embeddings of the best
+self-supervised encoder (first seed) as a TensorBoard projector folder with a sprite of the test images,
+``book/generated/projections/ssl_zoo/`` and its zip (:func:`patchnb.eval.projections.save_book_projector`;
+the path is relative to the working directory, the repository root under ``patchnb book``).
+
 Budget: ``BUDGET = "epochs"``: a budget sweep shortens the training of the six methods and of the
 supervised bound and keeps the data and the evaluation protocol fixed (sweeping ``n_train`` would
 also change what the probes learn from). The Phi_full row keeps its own ``phi_epochs``.
@@ -46,13 +51,13 @@ from ..cache import cached
 from ..checks import check_choice, check_int
 from ..data import DATASETS, Splits, load_splits
 from ..embedding import PatchEmbedding, build_dictionary
-from ..eval import FeatureMap, evaluate_encoder
+from ..eval import FeatureMap, evaluate_encoder, save_book_projector
 from ..models import LocallyLinearNetwork, ResNet18
 from ..ssl import read_method_config
 from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, fit
 from .base import ExperimentConfig, Result
-from .ssl_zoo_report import BASELINES, figures, summary_table, texts
+from .ssl_zoo_report import BASELINES, best_test_features, figures, summary_table, texts
 
 #: the self-supervised methods of the zoo (keys of ``patchnb/ssl/configs``)
 METHODS = ("simclr", "mocov2", "hcl", "deepcluster", "context_encoder", "detcon")
@@ -81,6 +86,7 @@ class Config(ExperimentConfig):
     phi_n_patches: int = 20000                   # patches sampled for k-means
     phi_epochs: int = 1
     phi_patch_size: int = 5                      # patches of the patch network (the paper's 5x5)
+    projections: bool = True                     # write book/generated/projections/ssl_zoo/ (+ .zip)
 
     BUDGET: ClassVar[str] = "epochs"
 
@@ -98,6 +104,8 @@ class Config(ExperimentConfig):
                           ("phi_n_centroids", 1), ("phi_k", 1), ("phi_n_patches", 1), ("phi_epochs", 1),
                           ("phi_patch_size", 1)):
             check_int(name, getattr(self, name), low)
+        if not isinstance(self.projections, bool):
+            raise ValueError(f"projections must be True or False, got {self.projections!r}")
         if self.phi_k > self.phi_n_centroids:
             raise ValueError(f"phi_k={self.phi_k} must be <= phi_n_centroids={self.phi_n_centroids}")
         if not isinstance(self.method_params, dict):
@@ -252,6 +260,13 @@ def run(cfg: Config) -> Result:
     result = Result(cfg, runs=runs)
     result.tables["tab_zoo"] = summary_table(cfg, runs)
     result.text, result.numbers = texts(cfg, runs, splits)
-    result.figures = figures(cfg, runs, splits, result.text["best_ssl"])
+    best = result.text["best_ssl"]
+    test_feats = best_test_features(cfg, runs, splits, best)
+    result.figures = figures(cfg, runs, splits, best, test_feats)
+    if cfg.projections:  # the best self-supervised encoder's test embeddings, for the TensorBoard projector
+        result.text["projection_dir"] = str(save_book_projector(
+            "ssl_zoo", {best: test_feats}, splits.test.labels, splits.test.classes, images=splits.test.images,
+            description=f"Test embeddings of {best} (seed {cfg.seeds[0]}), the best self-supervised encoder of the "
+                        f"page ssl_zoo: {splits.describe()}; scale={cfg.scale}."))
     result.text["wall_clock"] = f"{time.perf_counter() - t0:.1f}"
     return result

@@ -161,12 +161,19 @@ def plane_figure(cfg, runs: dict):
     return fig
 
 
-def figures(cfg, runs: dict, splits: Splits, best: str) -> dict:
-    """All figures of the page (closed after drawing: they are shown where they are glued)."""
-    first = runs[best][0]
+def best_test_features(cfg, runs: dict, splits: Splits, best: str):
+    """``(N_test, D)`` test features of the first seed's encoder of the method ``best``."""
     net = ResNet18(splits.shape[0], cfg.width)
-    net.load_state_dict(first["state"])
-    test_feats, _ = features(net, splits.test, splits)
+    net.load_state_dict(runs[best][0]["state"])
+    return features(net, splits.test, splits)[0]
+
+
+def figures(cfg, runs: dict, splits: Splits, best: str, test_feats=None) -> dict:
+    """All figures of the page (closed after drawing: they are shown where they are glued); ``test_feats``:
+    :func:`best_test_features`, computed here when not given."""
+    first = runs[best][0]
+    if test_feats is None:
+        test_feats = best_test_features(cfg, runs, splits, best)
     out = {"fig_curves": curves_figure(cfg, runs), "fig_plane": plane_figure(cfg, runs),
            "fig_confusion": confusion_figure(first["eval"]["confusion"], splits.train.classes,
                                              title=f"{LABELS[best]}: linear probe (test)"),
