@@ -12,7 +12,10 @@ What the recipe does:
 
 Each run is Phi_full with a clustered dictionary and the paper's head at the chapter's budget; the
 point k = the chapter's k (and N = the chapter's N) is Table 1's Phi_full run. The page checks that an
-intermediate k works best (an interior optimum) and that the largest N beats the smallest.
+intermediate k works best (an interior optimum: the best interior k of the full budget against the better
+of the two ends) and that the largest N beats the smallest, each by the book's rule from those runs at
+the budgets of ``budget_fractions`` (:mod:`.budget`; the curves of Figures 8 and 9 are the full budget).
+Figures beside them: the budget curves of both claims and the training curves of every run.
 
 Deviations from the original: those of :mod:`.network`; ``curve_seeds`` limits the curves to the first
 seeds (cpu scale: one seed per point, to fit the chapter's time budget), and the k and N grids are
@@ -33,8 +36,9 @@ from ...checks import check_int
 from ...embedding import build_dictionary
 from ...plots import patch_rows
 from ..base import Result
-from . import table1
-from .network import ChapterConfig, cached_run, page_text, presets, run_variants, summarise, verdict, word
+from . import budget, table1
+from .network import ChapterConfig, cached_run, page_text, presets, run_variants, summarise
+from .plots import curves_figure, val_curve
 
 PATCH_SIZE = 5      # the dictionary's and the CNN's 5x5 patches
 FIG6_SHOWN = 16     # kernels and centroids shown per row
@@ -42,7 +46,8 @@ FIG6_SHOWN = 16     # kernels and centroids shown per row
 
 @dataclass(frozen=True)
 class Config(ChapterConfig):
-    """The Figures' parameters: the chapter's budget, the grids ``ks`` (Figure 8) and ``ns`` (Figure 9),
+    """The Figures' parameters: the chapter's budget, the grids ``ks`` (Figure 8, at least three values,
+    increasing: an interior optimum needs an interior) and ``ns`` (Figure 9, at least two, increasing),
     and ``curve_seeds``: how many of ``seeds`` each curve point is run with (None: all)."""
 
     ks: tuple[int, ...] = (4, 16, 64, 128)
@@ -51,12 +56,14 @@ class Config(ChapterConfig):
 
     def validate(self) -> None:
         super().validate()
-        for name in ("ks", "ns"):
+        for name, least in (("ks", 3), ("ns", 2)):
             values = getattr(self, name)
-            if not isinstance(values, tuple) or not values:
-                raise ValueError(f"{name} must be a non-empty list of integers, got {values!r}")
+            if not isinstance(values, tuple) or len(values) < least:
+                raise ValueError(f"{name} must be a list of at least {least} integers, got {values!r}")
             for v in values:
                 check_int(name, v, 1)
+            if list(values) != sorted(set(values)):
+                raise ValueError(f"{name}={list(values)} must be increasing, without repeats")
         if max(self.ks) > self.n_centroids:
             raise ValueError(f"ks={list(self.ks)} has k > n_centroids={self.n_centroids} (the dictionary size)")
         check_int("curve_seeds", self.curve_seeds, 1, allow_none=True)
@@ -75,7 +82,7 @@ class Config(ChapterConfig):
                 for n in self.ns}
 
 
-PRESETS = presets(smoke=dict(ks=(2, 8), ns=(16, 32), curve_seeds=None),
+PRESETS = presets(smoke=dict(ks=(2, 8, 16), ns=(16, 32), curve_seeds=None),
                   cpu=dict(ks=(4, 16, 64, 128), ns=(32, 64, 128, 256), curve_seeds=1),
                   paper=dict(ks=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), ns=(1024, 2048, 4096, 8192, 16384),
                              curve_seeds=None))
@@ -97,40 +104,63 @@ def zca_centroids(cfg: Config, splits) -> dict:
 
 
 def run(cfg: Config) -> Result:
-    """Figures 6, 8, 9: ``fig6``, ``fig8``, ``fig9``, ``tab_figures``; text ``ks``, ``ns``, ``fig_seeds``,
-    ``best_k``, ``best_n``, the verdicts ``claim_k_interior``, ``claim_n_grows`` and the page's
-    ``data_desc`` / ``budget_desc``; numbers ``acc_k<k>`` and ``acc_n<N>`` (means)."""
+    """Figures 6, 8, 9: ``fig6``, ``fig8``, ``fig9``, ``tab_figures``, ``fig_budget_k``, ``fig_budget_n``
+    (budget curves of the two claims), ``fig_curves_figures`` (training curves); text ``ks``, ``ns``,
+    ``fig_seeds``, ``best_k``, ``best_n``, ``k_interior``, ``k_end`` (the two k the interior claim
+    compares), the verdicts ``claim_k_interior``, ``claim_n_grows`` with their ``<claim>_gap``,
+    ``budget_images``, ``budget_schedule`` and the page's ``data_desc`` / ``budget_desc``; numbers
+    ``acc_k<k>`` and ``acc_n<N>`` (means) and ``<claim>_diff``."""
     splits = cfg.load_data()
     seeds = cfg.curve_seed_list()
-    k_runs = run_variants(cfg, cfg.k_variants(), splits, seeds, desc="Figure 8 runs")
-    n_runs = run_variants(cfg, cfg.n_variants(), splits, seeds, desc="Figure 9 runs")
+    k_variants, n_variants = cfg.k_variants(), cfg.n_variants()
+    k_runs = run_variants(cfg, k_variants, splits, seeds, desc="Figure 8 runs")
+    n_runs = run_variants(cfg, n_variants, splits, seeds, desc="Figure 9 runs")
     k_rows = [summarise(s, outs) for s, outs in k_runs.items()]
     n_rows = [summarise(s, outs) for s, outs in n_runs.items()]
     cnn = cached_run(cfg.run_config(cfg.seeds[0], **table1.VARIANTS["vanilla CNN"]), splits)
     zca = zca_centroids(cfg, splits)
     k_means, n_means = [r["_mean"] for r in k_rows], [r["_mean"] for r in n_rows]
     best_k = int(np.argmax(k_means))
+    k_names, n_names = list(k_variants), list(n_variants)
+    interior = k_names[1 + int(np.argmax(k_means[1:-1]))]
+    end = k_names[0] if k_means[0] >= k_means[-1] else k_names[-1]
+    compared = {interior: k_variants[interior], end: k_variants[end]}
+    k_curve = budget.run_budgets(cfg, compared, splits, full=k_runs, seeds=seeds, desc="Figure 8 budget curve")
+    ends = {n_names[0]: n_variants[n_names[0]], n_names[-1]: n_variants[n_names[-1]]}
+    n_curve = budget.run_budgets(cfg, ends, splits, full=n_runs, seeds=seeds, desc="Figure 9 budget curve")
+    k_acc = {name: k_curve.accs(name) for name in compared}
+    n_acc = {name: n_curve.accs(name) for name in ends}
+    verdicts = {"claim_k_interior": budget.decide(k_curve.budgets, k_acc[interior], k_acc[end]),
+                "claim_n_grows": budget.decide(n_curve.budgets, n_acc[n_names[-1]], n_acc[n_names[0]])}
     frame = pd.DataFrame({
         "setting": [r["variant"] for r in k_rows + n_rows],
         "test acc. (%)": [pm(r["_mean"], r["_std"]) if len(seeds) > 1 else f"{100 * r['_mean']:.1f} (one seed)"
                           for r in k_rows + n_rows],
         "wall-clock / run (s)": [f"{r['_seconds']:.0f}" for r in k_rows + n_rows]}).set_index("setting")
-    text = {**page_text(cfg, splits), "ks": ", ".join(map(str, cfg.ks)), "ns": ", ".join(map(str, cfg.ns)),
+    text = {**page_text(cfg, splits), **budget.budget_text(cfg, k_curve.budgets),
+            "ks": ", ".join(map(str, cfg.ks)), "ns": ", ".join(map(str, cfg.ns)),
             "fig_seeds": ", ".join(map(str, seeds)), "best_k": str(cfg.ks[best_k]),
-            "best_n": str(cfg.ns[int(np.argmax(n_means))]),
-            "claim_k_interior": word(0 < best_k < len(cfg.ks) - 1),
-            "claim_n_grows": verdict(n_rows[-1], n_rows[0])}
+            "best_n": str(cfg.ns[int(np.argmax(n_means))]), "k_interior": interior, "k_end": end}
     numbers = {**{f"acc_k{k}": m for k, m in zip(cfg.ks, k_means)},
                **{f"acc_n{n}": m for n, m in zip(cfg.ns, n_means)}}
+    for claim, v in verdicts.items():
+        text.update(budget.claim_text(claim, v))
+        numbers.update(budget.claim_numbers(claim, v))
     shape = (-1, zca["channels"], PATCH_SIZE, PATCH_SIZE)
+    title = f"Phi_full, {cfg.dataset}, scale={cfg.scale}"
     figures = {"fig6": patch_rows({"CNN kernels": cnn["first_conv"][:FIG6_SHOWN],
                                    "whitened patches (ZCA)": zca["centroids"][:FIG6_SHOWN].reshape(shape)},
                                   title="Learned CNN kernels (top) and ZCA-whitened dictionary patches (bottom)"),
                "fig8": curve_figure(cfg, cfg.ks, k_rows, f"k (neighbours), N={cfg.n_centroids}"),
-               "fig9": curve_figure(cfg, cfg.ns, n_rows, "dictionary size N (k = N/4)")}
+               "fig9": curve_figure(cfg, cfg.ns, n_rows, "dictionary size N (k = N/4)"),
+               "fig_budget_k": budget.figure(k_curve.budgets, k_acc, f"Figure 8's claim: {title}"),
+               "fig_budget_n": budget.figure(n_curve.budgets, n_acc, f"Figure 9's claim: {title}"),
+               "fig_curves_figures": curves_figure({"Figure 8 (k)": {n: val_curve(o) for n, o in k_runs.items()},
+                                                    "Figure 9 (N)": {n: val_curve(o) for n, o in n_runs.items()}})}
     plt.close(figures["fig6"])
     return Result(cfg, tables={"tab_figures": frame}, figures=figures, text=text, numbers=numbers,
-                  runs={"k": k_runs, "n": n_runs, "cnn": cnn, "zca": zca})
+                  runs={"k": k_runs, "n": n_runs, "cnn": cnn, "zca": zca,
+                        "budgets": {"k": k_curve.plain(), "n": n_curve.plain()}})
 
 
 def curve_figure(cfg: Config, xs, rows: list[dict], xlabel: str):

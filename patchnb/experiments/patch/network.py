@@ -12,7 +12,10 @@ What the pages share (:class:`ChapterConfig`): the budget of every run (data siz
 patches for k-means; :data:`BUDGETS` per scale), the data splits, a variant's runs over seeds
 (:func:`run_variants`, cached by their full :class:`RunConfig`, so pages asking for the same run train
 it once: Table 3's *Both* and the Figures' default point are Table 1's Phi_full runs), a variant's
-summary row (:func:`summarise`) and the verdict rule on a claim (:func:`verdict`).
+summary row (:func:`summarise`) and the budgets of a page's budget curve
+(:meth:`ChapterConfig.budget_configs`, ``budget_fractions``: the claims are decided by
+:mod:`.budget` from runs at those budgets, with the book's rule
+:func:`patchnb.experiments.verdict.budget_verdict`).
 
 Deviations from the original, named: the model is selected on a validation split held out of the
 training set and tested once (the original reports the best test accuracy over epochs, a selection on
@@ -42,7 +45,7 @@ from ...models import VGGLike, train_layerwise
 from ...models.patch import seeded_init, table4_layers
 from ...train import Classification, TrainConfig, fit, mean_std
 from ..base import ExperimentConfig
-from ..verdict import FAILS, HOLDS
+from ..verdict import MIN_BUDGETS
 
 MODELS = ("patch", "vgg")
 EMBEDDINGS = (*MODES, "conv")
@@ -201,11 +204,14 @@ def cached_run(cfg: RunConfig, splits: Splits | None = None) -> dict:
 #: on the whole of CIFAR-10 (200 epochs, N = 1024, k = 256, 262,144 patches, augmentation).
 BUDGETS = {
     "smoke": dict(seeds=(0,), dataset="fashion_mnist", train_size=256, val_size=200, test_size=500, epochs=1,
-                  n_centroids=32, k=8, n_patches=4096, kmeans_iters=5, augment=False),
+                  n_centroids=32, k=8, n_patches=4096, kmeans_iters=5, augment=False,
+                  budget_fractions=(0.25, 0.5, 1.0)),
     "cpu": dict(seeds=(0, 1), dataset="fashion_mnist", train_size=8000, val_size=2000, test_size=None, epochs=2,
-                n_centroids=256, k=64, n_patches=65536, kmeans_iters=10, augment=False),
+                n_centroids=256, k=64, n_patches=65536, kmeans_iters=10, augment=False,
+                budget_fractions=(0.25, 0.5, 1.0)),
     "paper": dict(seeds=(0, 1, 2, 3, 4), dataset="cifar10", train_size=None, val_size=None, test_size=None,
-                  epochs=200, n_centroids=1024, k=256, n_patches=262144, kmeans_iters=20, augment=True),
+                  epochs=200, n_centroids=1024, k=256, n_patches=262144, kmeans_iters=20, augment=True,
+                  budget_fractions=(0.25, 0.5, 1.0)),
 }
 
 
@@ -236,6 +242,8 @@ class ChapterConfig(ExperimentConfig):
     n_patches: int = 65536                 # patches sampled for k-means
     kmeans_iters: int = 10
     augment: bool = False                  # random crop (pad 4) + horizontal flip
+    #: the budget curve of every claim: fractions of ``train_size`` (1 = the page's tables), each its own run
+    budget_fractions: tuple = (0.25, 0.5, 1.0)
 
     BUDGET: ClassVar[str] = "train_size"
 
@@ -255,6 +263,12 @@ class ChapterConfig(ExperimentConfig):
             check_int("milestones", m, 1)
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false, got {self.augment!r}")
+        fr = self.budget_fractions
+        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+                or max(fr) != 1):
+            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
+                             f"train_size in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
 
     def run_config(self, seed: int, **overrides) -> RunConfig:
         """The run of this budget with ``seed``, then ``overrides`` (any :class:`RunConfig` field)."""
@@ -269,6 +283,22 @@ class ChapterConfig(ExperimentConfig):
         """The train / val / test splits every run of the page trains and scores on."""
         return load_splits(self.dataset, train_size=self.train_size, val_size=self.val_size,
                            test_size=self.test_size)
+
+    def budget_configs(self, splits: Splits) -> list[tuple[int, ChapterConfig]]:
+        """The points of the page's budget curve, increasing: ``(training images, configuration)`` per
+        fraction of ``budget_fractions``. The fraction 1 is this configuration itself (so its runs are
+        the page's table runs, same cache key); the others scale the number of training images the page
+        actually has (``len(splits.train)``, which also resolves ``train_size=None``, all of the split).
+        Every point trains with the page's schedule (epochs, learning rate, milestones)."""
+        full = len(splits.train)
+        resolved = self.replace(train_size=full)
+        points = [(full, self) if f == 1 else (resolved.at_budget(f).train_size, resolved.at_budget(f))
+                  for f in sorted(self.budget_fractions)]
+        sizes = [n for n, _ in points]
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"budget_fractions={self.budget_fractions} give training sizes {sizes} of "
+                             f"{full} images: not distinct; use a larger train_size or other fractions")
+        return points
 
 
 def run_variants(cfg: ChapterConfig, variants: dict[str, dict], splits: Splits,
@@ -292,7 +322,7 @@ def page_text(cfg: ChapterConfig, splits: Splits) -> dict[str, str]:
     return {"data_desc": data, "budget_desc": budget}
 
 
-# ----------------------------------------------------------------------------- rows and verdicts
+# ----------------------------------------------------------------------------- rows
 
 
 def summarise(label: str, outs: list[dict], depth: int = 1) -> dict:
@@ -313,15 +343,3 @@ def summarise(label: str, outs: list[dict], depth: int = 1) -> dict:
 def table(rows: list[dict]) -> pd.DataFrame:
     """The rows of :func:`summarise` as a DataFrame indexed by variant, without the ``_`` columns."""
     return pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]).set_index("variant")
-
-
-def word(condition: bool) -> str:
-    """The verdict word of a claim that is a plain condition (a threshold, an ordering)."""
-    return HOLDS if condition else FAILS
-
-
-def verdict(a: dict, b: dict) -> str:
-    """The chapter's rule for "variant ``a`` beats variant ``b``" (rows of :func:`summarise`):
-    ``"holds"`` when ``a``'s mean test accuracy over seeds is above ``b``'s, else ``"does not hold"``.
-    Every comparison of two variants on the chapter's pages goes through this one function."""
-    return word(a["_mean"] > b["_mean"])

@@ -10,7 +10,10 @@ N/4) and half of it for the deeper layers (the paper's 256, 128, 128, 128 at N =
 many channels as the dictionary has centroids, padding 0, no MLP hidden layer and a ReLU after the
 bottleneck. One layerwise run yields the accuracies of every depth. The page checks the abstract's claim
 that depth gives further gains, for Phi_full and Phi_hard, and that the deepest Phi_full beats the
-end-to-end CNN of the same depth.
+end-to-end CNN of the same depth, each by the book's rule from runs at the budgets of ``budget_fractions``
+(:mod:`.budget`: the two layerwise patch families and the deepest end-to-end CNN; the table is the full
+budget). Figures: accuracy against depth, training curves (a layerwise run's stages one after another),
+the budget curves.
 
 Deviations from the original: those of :mod:`.network`; below ``paper`` scale the dictionary is smaller
 (N = 16 / 64 instead of 1024), the smoke scale stops at depth 2, and at cpu scale the table trains on
@@ -27,7 +30,9 @@ import matplotlib.pyplot as plt
 from ...checks import check_int
 from ...models.patch import TABLE4_LAYERS, table4_layers
 from ..base import Result
-from .network import ChapterConfig, page_text, presets, run_variants, summarise, table, verdict
+from . import budget
+from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
+from .plots import curves_figure, val_curve
 
 POOL = 2  # AvgPool(2, 2) after layer 1 (the Table 4 commands' --pool-size 2 --pool-stride 2)
 #: the families of the table, and the names their numbers are glued under
@@ -72,9 +77,11 @@ Config.PRESETS = PRESETS
 
 
 def run(cfg: Config) -> Result:
-    """Table 4: ``tab_table4``, ``fig_table4``; text ``acc_<family>_d<depth>``, ``best_depth_<family>``,
+    """Table 4: ``tab_table4``, ``fig_table4`` (accuracy against depth), ``fig_curves_table4`` (training
+    curves), ``fig_budget_table4`` (budget curves); text ``acc_<family>_d<depth>``, ``best_depth_<family>``,
     ``max_depth``, ``t4_desc``, the verdicts ``claim_depth_full``, ``claim_depth_hard``,
-    ``claim_full_vs_cnn`` and the page's ``data_desc`` / ``budget_desc``; numbers ``acc_<family>_d<depth>``."""
+    ``claim_full_vs_cnn`` with their ``<claim>_gap``, ``budget_images``, ``budget_schedule`` and the page's
+    ``data_desc`` / ``budget_desc``; numbers ``acc_<family>_d<depth>`` and ``<claim>_diff``."""
     splits = cfg.load_data()
     depths = list(range(1, cfg.max_depth + 1))
     variants = {name: dict(embedding=emb, **cfg.layerwise()) for name, emb in LAYERWISE.items()}
@@ -99,11 +106,28 @@ def run(cfg: Config) -> Result:
             numbers[f"acc_{key}_d{d}"] = by[(name, d)]["_mean"]
         text[f"best_depth_{key}"] = str(max(depths, key=lambda d: by[(name, d)]["_mean"]))
     top = cfg.max_depth
-    text["claim_depth_full"] = verdict(by[("Phi_full", top)], by[("Phi_full", 1)])
-    text["claim_depth_hard"] = verdict(by[("Phi_hard", top)], by[("Phi_hard", 1)])
-    text["claim_full_vs_cnn"] = verdict(by[("Phi_full", top)], by[("CNN (end to end)", top)])
-    return Result(cfg, tables={"tab_table4": table(rows)}, figures={"fig_table4": depth_figure(cfg, by, depths)},
-                  text=text, numbers=numbers, runs=outs)
+    deepest_cnn = f"CNN (end to end), depth {top}"
+    curve = budget.run_budgets(cfg, {name: variants[name] for name in ("Phi_full", "Phi_hard", deepest_cnn)},
+                               splits, full=outs, desc="Table 4 budget curve")
+    acc = {f"Phi_full, depth {top}": curve.accs("Phi_full", top), "Phi_full, depth 1": curve.accs("Phi_full", 1),
+           f"Phi_hard, depth {top}": curve.accs("Phi_hard", top), "Phi_hard, depth 1": curve.accs("Phi_hard", 1),
+           deepest_cnn: curve.accs(deepest_cnn, top)}
+    verdicts = {
+        "claim_depth_full": budget.decide(curve.budgets, acc[f"Phi_full, depth {top}"], acc["Phi_full, depth 1"]),
+        "claim_depth_hard": budget.decide(curve.budgets, acc[f"Phi_hard, depth {top}"], acc["Phi_hard, depth 1"]),
+        "claim_full_vs_cnn": budget.decide(curve.budgets, acc[f"Phi_full, depth {top}"], acc[deepest_cnn])}
+    text.update(budget.budget_text(cfg, curve.budgets))
+    for claim, v in verdicts.items():
+        text.update(budget.claim_text(claim, v))
+        numbers.update(budget.claim_numbers(claim, v))
+    title = f"Table 4 ({cfg.dataset}, scale={cfg.scale})"
+    panels = {"layerwise (stage d trains after stages 1..d-1)": {name: val_curve(outs[name], top)
+                                                                 for name in LAYERWISE},
+              "CNN end to end": {f"depth {d}": val_curve(outs[f"CNN (end to end), depth {d}"]) for d in depths}}
+    figures = {"fig_table4": depth_figure(cfg, by, depths), "fig_curves_table4": curves_figure(panels),
+               "fig_budget_table4": budget.figure(curve.budgets, acc, title)}
+    return Result(cfg, tables={"tab_table4": table(rows)}, figures=figures, text=text, numbers=numbers,
+                  runs={"table": outs, "budgets": curve.plain()})
 
 
 def depth_figure(cfg: Config, by: dict, depths: list[int]):
