@@ -14,15 +14,17 @@ from patchnb.experiments.ssl_zoo_report import LABELS  # noqa: E402
 
 from ..conftest import needs_fmnist  # noqa: E402
 
-# seed 0, Config.preset("smoke"): linear-probe / kNN test accuracy (128 test images: steps of 1/128)
+# seed 0, Config.preset("smoke"): linear-probe / kNN test accuracy (128 test images: steps of 1/128). The
+# self-supervised and random rows are the notebook's values before the move; the two rows trained with
+# cross-entropy (supervised, phi_full) changed with 1dd6e44 (the crop pads black raw pixels, as torchvision)
 PROBE = {"simclr": 0.4609375, "mocov2": 0.421875, "hcl": 0.4609375, "deepcluster": 0.5234375,
-         "context_encoder": 0.3984375, "detcon": 0.4140625, "random": 0.4453125, "supervised": 0.4453125,
-         "phi_full": 0.71875}
+         "context_encoder": 0.3984375, "detcon": 0.4140625, "random": 0.4453125, "supervised": 0.453125,
+         "phi_full": 0.7109375}
 KNN = {"simclr": 0.359375, "mocov2": 0.4296875, "hcl": 0.359375, "deepcluster": 0.390625,
-       "context_encoder": 0.3828125, "detcon": 0.3828125, "random": 0.390625, "supervised": 0.3203125,
-       "phi_full": 0.671875}
-UNIFORMITY = {"random": -0.2369, "phi_full": -0.9217, "simclr": -0.0829}
-RHO = -0.2101
+       "context_encoder": 0.3828125, "detcon": 0.3828125, "random": 0.390625, "supervised": 0.3046875,
+       "phi_full": 0.6796875}
+UNIFORMITY = {"random": -0.2369, "phi_full": -0.9206, "simclr": -0.0829}
+RHO = -0.1590
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +43,7 @@ def test_smoke_numbers_are_pinned(result):
     for row, u in UNIFORMITY.items():
         assert n[f"uniformity_{row}"] == pytest.approx(u, abs=1e-3), row
     assert n["rho_uniformity"] == pytest.approx(RHO, abs=1e-3)
-    assert n["phi_trained_acc"] == pytest.approx(0.125, abs=1e-6)
+    assert n["phi_trained_acc"] == pytest.approx(0.1484375, abs=1e-6)
     t = result.text
     assert t["rank_order"] == "deepcluster,simclr,hcl,mocov2,detcon,context_encoder"
     assert t["best_ssl"] == "deepcluster" and t["n_beat_random"] == "3" and t["n_above_supervised"] == "3"
