@@ -307,7 +307,10 @@ def run_cli(args) -> int:
     older = parse_age(args.older_than) if args.older_than is not None else None
     if not args.clean:
         rows = select_runs(older, args.name)
-        print(json.dumps(rows, indent=1, default=repr) if args.json else format_runs(rows))
+        try:
+            print(json.dumps(rows, indent=1, default=repr) if args.json else format_runs(rows), flush=True)
+        except BrokenPipeError:  # `patchnb runs | head`: the reader has what it wanted
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     done = clean_runs(older, args.name, dry_run=args.dry_run)
     for r in done:
