@@ -41,6 +41,7 @@ STATE_DIR = Path(".patchnb") / "executed"
 SITE_DIR = Path(".patchnb") / "site"  # the tree the HTML is built from
 BOOK_SOURCES = ("_config.yml", "_toc.yml", "book")  # what a copy of the tree needs to build the HTML
 PAGES_RECORD = "patchnb-pages.json"
+GENERATED = "generated"  # book/generated/ of the build tree: the executed pages' downloads, per scale
 
 
 class ParameterError(ValueError):
@@ -145,12 +146,15 @@ def check_parameters(source: Path, parameters: dict, strict: bool = True) -> dic
 
 def execute(source: Path, output: Path, parameters: dict, cwd: Path, log_output: bool = False) -> float:
     """Run one notebook with papermill into ``output``; on failure the partial notebook is kept at
-    ``output`` with suffix ``.failed.ipynb`` and the error names it."""
+    ``output`` with suffix ``.failed.ipynb`` and the error names it. Files a page offers for download
+    are written to ``<output folder>/generated/`` (``$PATCHNB_GENERATED``)."""
     import papermill as pm
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_suffix(".partial.ipynb")
-    before = {k: os.environ.get(k) for k in ("PATCHNB_BATCH", "PATCHNB_NOTEBOOK", "TQDM_DISABLE")}
+    before = {k: os.environ.get(k) for k in ("PATCHNB_BATCH", "PATCHNB_NOTEBOOK", "TQDM_DISABLE",
+                                             "PATCHNB_GENERATED")}
+    os.environ["PATCHNB_GENERATED"] = str((output.parent / "generated").resolve())  # downloads of the page
     os.environ["PATCHNB_BATCH"] = "1"  # inherited by the kernel: widgets stay inert, glue only records
     os.environ["PATCHNB_NOTEBOOK"] = source.stem  # the wandb group of the notebook's runs
     os.environ["TQDM_DISABLE"] = "1"  # no progress-bar widgets in the page; `patchnb book` prints a line per page
@@ -270,6 +274,7 @@ def build_book(scale: str, jobs: int = 1, root: Path | None = None, force: bool 
     site = Path(site) if site else root / SITE_DIR
     _copy_sources(root, site)
     pages, changed = _place_pages(state, names, site / SOURCE_DIR)
+    changed |= _place_generated(state / GENERATED, site / "book" / GENERATED)
     if html:
         _build_html(site, Path(output) if output else root, scale, pages, changed)
     return timings
@@ -280,12 +285,31 @@ def _copy_sources(root: Path, site: Path) -> None:
     changed (so Sphinx sees unchanged files as unchanged)."""
     for rel in BOOK_SOURCES:
         src = root / rel
-        files = [p for p in src.rglob("*") if p.is_file()] if src.is_dir() else [src]
+        files = [p for p in src.rglob("*") if p.is_file() and GENERATED not in p.relative_to(root).parts[:2]] \
+            if src.is_dir() else [src]
         for f in files:
             dst = site / f.relative_to(root)
             if not dst.is_file() or dst.read_bytes() != f.read_bytes():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(f, dst)
+
+
+def _place_generated(src: Path, dst: Path) -> bool:
+    """Mirror the executed pages' downloads (``<state>/<scale>/generated``) into the build tree; returns
+    whether anything changed. A scale's build never shows another scale's files."""
+    want = {p.relative_to(src): p for p in src.rglob("*") if p.is_file()} if src.is_dir() else {}
+    have = {p.relative_to(dst): p for p in dst.rglob("*") if p.is_file()} if dst.is_dir() else {}
+    changed = False
+    for rel in set(have) - set(want):
+        have[rel].unlink()
+        changed = True
+    for rel, p in want.items():
+        target = dst / rel
+        if rel not in have or target.read_bytes() != p.read_bytes():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(p, target)
+            changed = True
+    return changed
 
 
 def _sha(path: Path) -> str:

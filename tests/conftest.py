@@ -9,6 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_BUILD = ROOT / ".test-build"
 os.environ.setdefault("PATCHNB_CACHE", str(TEST_BUILD / "cache"))
 os.environ.setdefault("PATCHNB_EXECUTED", str(TEST_BUILD / "executed"))
+os.environ.setdefault("PATCHNB_GENERATED", str(TEST_BUILD / "generated"))  # pages' downloads written by recipes
 os.environ.setdefault("WANDB_MODE", "offline")
 
 

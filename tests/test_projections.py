@@ -82,6 +82,7 @@ def test_sprite_fits_the_projector_limit():
 
 
 def test_zip_and_book_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("PATCHNB_GENERATED", raising=False)
     monkeypatch.chdir(tmp_path)  # the book folder is relative to the working directory (the repository root)
     feats, labels, images = _points(7)
     folder = proj.save_book_projector("ssl_zoo", feats, labels, CLASSES, images=images, description="ssl_zoo, smoke")
@@ -147,3 +148,12 @@ def test_tensorboard_reads_the_config(tmp_path):
     b = config.embeddings[1]
     assert (b.tensor_path, b.metadata_path, list(b.tensor_shape)) == ("tensors-b.tsv", "metadata.tsv", [8, 3])
     assert b.sprite.image_path == "sprite.png" and list(b.sprite.single_image_dim) == [5, 6]
+
+
+def test_book_runs_write_downloads_beside_the_executed_notebook(tmp_path, monkeypatch):
+    """Under patchnb run/book ($PATCHNB_GENERATED) the projector folder goes with the executed notebooks of
+    its scale, never into the repository's book/ folder."""
+    monkeypatch.setenv("PATCHNB_GENERATED", str(tmp_path / "executed" / "smoke" / "generated"))
+    folder = proj.save_book_projector("ssl_zoo", torch.randn(4, 3), torch.tensor([0, 1, 0, 1]))
+    assert folder == tmp_path / "executed" / "smoke" / "generated" / "projections" / "ssl_zoo"
+    assert (folder.parent / "ssl_zoo.zip").is_file()

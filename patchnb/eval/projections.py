@@ -98,9 +98,18 @@ def load_projections(path: str | Path):
 
 PROJECTOR_CONFIG = "projector_config.pbtxt"  # the file name TensorBoard's projector plugin looks for
 MAX_SPRITE_SIDE = 8192  # pixels: the projector's limit on either side of a sprite image
-#: where the book's pages write their projector folders (relative to the repository root, the working
-#: directory of ``patchnb book``); ``patchnb.build`` copies ``book/`` into the build tree
+#: where the book's pages write their projector folders: ``$PATCHNB_GENERATED/projections`` (``patchnb run|book``
+#: point it at the executed notebooks' folder of the scale, and the build copies it to ``book/generated/`` of
+#: the build tree), else ``book/generated/projections`` under the working directory (a JupyterLab session)
 BOOK_PROJECTIONS = Path("book") / "generated" / "projections"
+
+
+def book_projections() -> Path:
+    """The folder the pages' projector folders go to (see :data:`BOOK_PROJECTIONS`)."""
+    import os
+
+    root = os.environ.get("PATCHNB_GENERATED")
+    return Path(root) / "projections" if root else BOOK_PROJECTIONS
 
 
 def _as_points(feats, name: str) -> torch.Tensor:
@@ -254,6 +263,6 @@ def save_book_projector(page: str, feats, labels, classes: Sequence[str] | None 
     ``../book/generated/projections/<page>.zip``. Returns the folder."""
     if not page or Path(page).name != page:
         raise ValueError(f"page must be a plain name (the notebook's), got {page!r}")
-    folder = save_projector(BOOK_PROJECTIONS / page, feats, labels, classes, split, index, images, description)
+    folder = save_projector(book_projections() / page, feats, labels, classes, split, index, images, description)
     zip_folder(folder)
     return folder

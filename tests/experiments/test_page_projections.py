@@ -35,6 +35,7 @@ def _check_folder(folder: Path, n: int, dims: dict[str, int]):
 @needs_fmnist
 def test_ssl_zoo_writes_the_best_encoders_projections(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATCHNB_GENERATED", raising=False)
     cfg = ssl_zoo.Config.preset("smoke")
     result = ssl_zoo.run(cfg)
     folder = Path(result.text["projection_dir"])
@@ -48,6 +49,7 @@ def test_ssl_zoo_writes_the_best_encoders_projections(tmp_path, monkeypatch):
 @needs_fmnist
 def test_emp_ssl_writes_both_encoders_projections(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PATCHNB_GENERATED", raising=False)
     cfg = emp_ssl.Config.preset("smoke", simclr_epochs=1)
     result = emp_ssl.run(cfg)
     folder = tmp_path / result.text["projection_dir"]
