@@ -50,3 +50,14 @@ def test_notebook_holds_no_recipe(path):
         if i > 0:
             assert len(src) <= MAX_CELL, f"code cell {i} has {len(src)} characters (> {MAX_CELL}): move code to patchnb"
     assert any("patchnb.experiments" in "".join(c["source"]) for c in code), "no call into patchnb.experiments"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_is_one_click_away(path):
+    """Only the parameters cell (plumbing: the page states its parameters) is removed from the page; every
+    other code cell is shown collapsed (hide-input), so a reader can see how each number was made."""
+    nb = json.loads(path.read_text())
+    for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "parameters" not in tags:
+            assert "remove-cell" not in tags and "remove-input" not in tags, f"code cell {i} is hidden from readers"
