@@ -45,8 +45,14 @@ def check_seeds(name: str, seeds) -> tuple[int, ...]:
     return tuple(int(s) for s in seeds)
 
 
+class NonFiniteError(ValueError):
+    """A tensor given to a function holds NaN or infinity (raised by :func:`check_finite`; the training loop
+    turns one raised inside a step into its ``TrainingDiverged``, naming the method and step)."""
+
+
 def check_finite(name: str, tensor) -> None:
-    """``tensor`` holds no NaN or infinity (counted in the message); non-floating tensors pass."""
+    """``tensor`` holds no NaN or infinity (counted in the message, a :class:`NonFiniteError`); non-floating
+    tensors pass."""
     import torch
 
     t = torch.as_tensor(tensor)
@@ -56,8 +62,8 @@ def check_finite(name: str, tensor) -> None:
     if not bool(finite.all()):
         n_nan, n_inf = int(torch.isnan(t).sum()), int((~finite).sum()) - int(torch.isnan(t).sum())
         what = " and ".join(w for w, n in ((f"{n_nan} NaN", n_nan), (f"{n_inf} inf", n_inf)) if n)
-        raise ValueError(f"{name} contains {what} of its {t.numel()} values (shape {tuple(t.shape)}); "
-                         f"it must be finite")
+        raise NonFiniteError(f"{name} contains {what} of its {t.numel()} values (shape {tuple(t.shape)}); "
+                             f"it must be finite")
 
 
 def check_tensor(name: str, value, ndim: int | None = None, dtypes=None, finite: bool = False):

@@ -47,7 +47,7 @@ from .checkpoint import (  # noqa: F401  (CheckpointError ... remove_temporaries
     save_atomic,
     set_rng_state,
 )
-from .checks import check_device, check_float, check_int
+from .checks import NonFiniteError, check_device, check_float, check_int
 from .data import ImageData, Splits, check_choice, iterate_batches, random_crop_flip
 from .distributed import is_main_process, resolve_device  # noqa: F401  (re-exported)
 from .optim import LARS, OPTIMIZERS, SCHEDULES, lr_factor, make_optimizer  # noqa: F401  (re-exported)
@@ -331,7 +331,11 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
                                                                 generator=generator, drop_last=True)):
             if step >= per_epoch:
                 break
-            loss, metrics = method.step(net, images[rank::world], labels[rank::world], splits, generator)
+            try:
+                loss, metrics = method.step(net, images[rank::world], labels[rank::world], splits, generator)
+            except NonFiniteError as e:  # a loss refused NaN/inf embeddings: the run diverged
+                raise TrainingDiverged(f"{method.name}: {e} at epoch {epoch} step {step} of run {name!r}; lower the "
+                                       f"learning rate (lr={cfg.lr}) or check the inputs") from e
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"{method.name}: loss is {loss.item()} at epoch {epoch} step {step} of run "
                                        f"{name!r}; lower the learning rate (lr={cfg.lr}) or check the inputs")
