@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 
 def accuracy_figure(rows: list[dict], title: str):
@@ -58,7 +59,11 @@ def curves_figure(panels: dict[str, dict[str, tuple[list[int], list[float]]]], x
         ax.grid(alpha=0.3)
         if curves:
             ax.legend(fontsize=7)
-        ax.xaxis.get_major_locator().set_params(integer=True)
+        epochs = sorted({x for xs, _ in curves.values() for x in xs})
+        if 0 < len(epochs) <= 12:  # every epoch a tick (a 1-epoch run would get ticks at 0.96 .. 1.04)
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     plt.close(fig)
     return fig

@@ -111,7 +111,7 @@ def run(cfg: Config) -> Result:
                                splits, full=outs, desc="Table 4 budget curve")
     acc = {f"Phi_full, depth {top}": curve.accs("Phi_full", top), "Phi_full, depth 1": curve.accs("Phi_full", 1),
            f"Phi_hard, depth {top}": curve.accs("Phi_hard", top), "Phi_hard, depth 1": curve.accs("Phi_hard", 1),
-           deepest_cnn: curve.accs(deepest_cnn, top)}
+           deepest_cnn: curve.accs(deepest_cnn)}  # an end-to-end run records one result
     verdicts = {
         "claim_depth_full": budget.decide(curve.budgets, acc[f"Phi_full, depth {top}"], acc["Phi_full, depth 1"]),
         "claim_depth_hard": budget.decide(curve.budgets, acc[f"Phi_hard, depth {top}"], acc["Phi_hard, depth 1"]),
