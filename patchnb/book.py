@@ -37,18 +37,6 @@ def batch_mode() -> bool:
     return os.environ.get("PATCHNB_BATCH", "0") == "1"
 
 
-def preset(scale: str, **by_scale):
-    """The value of a parameter at ``scale``: ``preset(scale, smoke=2000, cpu=54000, paper=None)``."""
-    check_choice("scale", scale, SCALES)
-    missing = [s for s in SCALES if s not in by_scale]
-    if missing:
-        raise ValueError(f"preset() needs a value for every scale; missing {missing}")
-    return by_scale[scale]
-
-
-from .cache import cached  # noqa: E402,F401  (transitional alias for notebooks not yet on patchnb.experiments)
-
-
 def pm(mean: float, std: float, scale: float = 100.0, digits: int = 1) -> str:
     """Format mean ± std (as percentages by default): ``"91.2 ± 0.3"``."""
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
