@@ -18,7 +18,8 @@ class Config(ExperimentConfig):
         check_int("train_size", self.train_size, 1, allow_none=True)
 
 
-Config.PRESETS = {"smoke": dict(train_size=8), "cpu": dict(train_size=1000, seeds=[0, 1]), "paper": dict(train_size=None)}
+Config.PRESETS = {"smoke": dict(train_size=8), "cpu": dict(train_size=1000, seeds=[0, 1]),
+                  "paper": dict(train_size=None)}
 
 
 def test_preset_then_overrides():
