@@ -25,9 +25,10 @@ import pandas as pd
 
 from .. import cluster, data, patches, plots
 from ..cache import cached
-from ..checks import check_choice, check_int
+from ..checks import check_int
 from ..train import resolve_device
 from .base import ExperimentConfig, Result
+from .data_source import check_dataset
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder")
 N_ZERO_CHECK = 100000  # [0, 1]-pixel patches sampled to measure the share of exactly-zero patches
@@ -48,9 +49,7 @@ class Config(ExperimentConfig):
     BUDGET: ClassVar[str] = "n_points"
 
     def validate(self) -> None:
-        check_choice("dataset", self.dataset, DATASETS)
-        if self.dataset == "imagefolder" and not self.data_root:
-            raise ValueError("dataset='imagefolder' needs data_root (the folder with train/ and test/)")
+        check_dataset(self, DATASETS)
         check_int("train_size", self.train_size, 1, allow_none=True)
         check_int("patch_size", self.patch_size, 1)
         check_int("n_points", self.n_points, 2)
