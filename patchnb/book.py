@@ -13,23 +13,6 @@ import json
 import os
 from pathlib import Path
 
-from .checks import check_choice
-
-SCALES = ("smoke", "cpu", "paper")
-
-
-def check_params(**params) -> None:
-    """Validate notebook parameters: ``scale`` in SCALES, ``seeds`` a non-empty list of ints,
-    ``device`` a string; anything else is checked by the functions that use it."""
-    if "scale" in params:
-        check_choice("scale", params["scale"], SCALES)
-    if "seeds" in params:
-        seeds = params["seeds"]
-        if not isinstance(seeds, (list, tuple)) or not seeds or not all(isinstance(s, int) for s in seeds):
-            raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    if "device" in params and not isinstance(params["device"], str):
-        raise ValueError(f"device must be a string such as 'cpu', 'cuda' or 'auto', got {params['device']!r}")
-
 
 def batch_mode() -> bool:
     """True when a notebook runs unattended (papermill via ``patchnb run|book``, or the tests):

@@ -33,9 +33,9 @@ from pathlib import Path
 import yaml
 
 from .checks import check_choice
+from .experiments.base import SCALES
 from .track import code_version, notebook_modules
 
-SCALES = ("smoke", "cpu", "paper")
 SOURCE_DIR = "notebooks"
 STATE_DIR = Path(".patchnb") / "executed"
 SITE_DIR = Path(".patchnb") / "site"  # the tree the HTML is built from

@@ -6,12 +6,6 @@ from patchnb import book, cli, track
 from .conftest import ROOT
 
 
-def test_params():
-    with pytest.raises(ValueError, match="seeds"):
-        book.check_params(seeds=[])
-    book.check_params(scale="smoke", seeds=[0, 1], device="cpu")
-
-
 def test_pm_format():
     assert book.pm(0.9123, 0.0031) == "91.2 ± 0.3"
 
