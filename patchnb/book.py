@@ -1,4 +1,4 @@
-"""What notebooks call around a recipe: parameter checks, batch mode and glued results.
+"""What notebooks call around a recipe: batch mode and glued results.
 
 Numbers in the book come from executed code: a notebook runs one recipe of
 :mod:`patchnb.experiments`, and ``glue_text`` / ``glue_table`` / ``glue_figure`` record its numbers,
