@@ -38,6 +38,20 @@ def wandb_records(path):
     return out
 
 
+def flushed_records(path, timeout=60.0):
+    """The file's records once wandb-core has written its ``exit`` record: the writer flushes the offline
+    file asynchronously, so ``finish()`` can return while the file still holds only its 7-byte header
+    (measured: 3 of 6 runs on a 2-core machine)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        records = wandb_records(path)
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.1)
+
+
 def _items(entries):
     import json
 
@@ -53,7 +67,7 @@ def test_offline_wandb_run_holds_config_history_and_summary(tmp_path, monkeypatc
         run.log({"loss": 1.0 / (step + 1)}, step=step)
     run.finish(best=0.9)
     [file] = list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))
-    records = wandb_records(file)
+    records = flushed_records(file)
     kinds = [r.WhichOneof("record_type") for r in records]
     [meta] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
     assert meta.run_id == run.id and meta.run_group == "patch_table1" and meta.display_name == "demo"
