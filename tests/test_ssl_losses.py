@@ -303,3 +303,101 @@ def test_bad_inputs_raise_clear_errors():
         emp_ssl_loss([torch.randn(4, 3), torch.randn(5, 3)])
     with pytest.raises(ValueError, match="n_patches, batch, dim"):
         emp_ssl_loss(torch.randn(4, 3))
+
+
+# ----------------------------------------------------------------------------- DetCon
+
+
+def np_detcon_official(p1, p2, ind1, ind2, t):
+    """DetCon's loss in the official code's layout (deepmind/detcon ``byol_nce_detcon``, one replica,
+    local negatives, the predictions and targets being the same vectors): (B, R, D) vectors, (B, R) mask
+    ids per image; ``-1e9`` on same-view same-object logits, soft labels over the other view's copies,
+    weight 1 / (copies in the own view); the mean of ``loss_a + loss_b`` over the B x R rows, halved
+    (patchnb's normalisation, see ``detcon_loss``)."""
+    b, r, _ = p1.shape
+    p1, p2 = unit(p1), unit(p2)
+    total = 0.0
+    for pa, pb, ia, ib in ((p1, p2, ind1, ind2), (p2, p1, ind2, ind1)):
+        for n in range(b):
+            for i in range(r):
+                logits, labels = [], []
+                for m in range(b):  # the other view's targets, then the own view's
+                    for j in range(r):
+                        logits.append(pa[n, i] @ pb[m, j] / t)
+                        labels.append(float(m == n and ib[m, j] == ia[n, i]))
+                for m in range(b):
+                    for j in range(r):
+                        same = m == n and ia[m, j] == ia[n, i]
+                        logits.append(pa[n, i] @ pa[m, j] / t - 1e9 * same)
+                        labels.append(0.0)
+                logits, labels = np.array(logits), np.array(labels)
+                npos = labels.sum()
+                labels = labels / max(npos, 1.0)
+                logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+                weight = float(npos > 1e-3) / (ia[n] == ia[n, i]).sum()
+                total += -weight * (labels * logp).sum()
+    return total / (b * r) / 2
+
+
+def _flat_ids(ind):
+    ind = np.asarray(ind)
+    return torch.as_tensor((np.arange(len(ind))[:, None] * 1000 + ind).reshape(-1))
+
+
+def test_detcon_loss_matches_the_official_layout_with_repeated_ids():
+    from patchnb.ssl import detcon_loss
+
+    b, r, d = 3, 4, 5
+    z1, z2 = rnd(b * r, d, seed=11), rnd(b * r, d, seed=12)
+    ind1 = np.array([[0, 0, 2, 3], [1, 1, 1, 4], [7, 8, 9, 7]])  # ids drawn with replacement
+    ind2 = np.array([[0, 2, 2, 5], [1, 4, 4, 4], [7, 8, 9, 7]])  # view 2 lacks id 3 (image 0): no positive
+    for t in (0.1, 0.5):
+        expected = np_detcon_official(z1.numpy().reshape(b, r, d), z2.numpy().reshape(b, r, d), ind1, ind2, t)
+        got = detcon_loss(z1, z2, _flat_ids(ind1), _flat_ids(ind2), temperature=t).item()
+        assert got == pytest.approx(expected, rel=1e-9)
+
+
+def test_detcon_loss_hand_worked_repeated_mask():
+    """One image, 3 sampled masks, the first drawn twice (ids 5, 5, 7), t = 1. View 1: (e1, e1, e2),
+    view 2: (e1, e1, e3). Anchor 0 (id 5): positives the two id-5 rows of view 2 (logit 1 each), left out
+    its own and its copy's view-1 rows; denominator e + e + 1 (view 2) + 1 (view 1, id 7) = 2e + 2, so
+    l_0 = log(2e + 2) - 1 with weight 1/2 (two copies); anchor 2 (id 7): positive logit 0, denominator
+    3 (view 2) + 2 (view 1, ids 5) = 5, l_2 = log 5, weight 1. Each view: (l_0 / 2 + l_1 / 2 + l_2) / 3,
+    the same for view 2 by symmetry of the logits."""
+    from patchnb.ssl import detcon_loss
+
+    e1, e2, e3 = torch.eye(3, dtype=torch.float64)
+    z1, z2 = torch.stack([e1, e1, e2]), torch.stack([e1, e1, e3])
+    ids = torch.tensor([5, 5, 7])
+    expected = (math.log(2 * math.e + 2) - 1 + math.log(5)) / 3
+    assert detcon_loss(z1, z2, ids, temperature=1.0).item() == pytest.approx(expected, rel=1e-12)
+    # the copy as a negative (NT-Xent over the three rows) is a different loss
+    assert nt_xent(z1, z2, 1.0).item() != pytest.approx(expected, rel=1e-3)
+
+
+def test_detcon_loss_with_distinct_ids_is_nt_xent_and_trains():
+    from patchnb.ssl import detcon_loss
+
+    z1, z2 = rnd(8, 5, seed=13), rnd(8, 5, seed=14)
+    for t in (0.1, 0.7):
+        assert detcon_loss(z1, z2, torch.arange(8), temperature=t).item() == pytest.approx(
+            nt_xent(z1, z2, t).item(), rel=1e-9)
+    ids = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4])
+    first, last = _optimise(lambda a, b: detcon_loss(a, b, ids, temperature=0.1), (8, 8), (8, 8))
+    assert last < first - 1e-3
+
+
+def test_detcon_loss_bad_inputs():
+    from patchnb.ssl import detcon_loss
+
+    z = torch.randn(4, 3)
+    with pytest.raises(ValueError, match="ids1 must be a 1-D integer tensor of 4"):
+        detcon_loss(z, z, torch.arange(3))
+    with pytest.raises(ValueError, match="ids1"):
+        detcon_loss(z, z, torch.zeros(4))
+    with pytest.raises(ValueError, match="ids2"):
+        detcon_loss(z, z, torch.arange(4), torch.arange(5))
+    with pytest.raises(ValueError, match="temperature"):
+        detcon_loss(z, z, torch.arange(4), temperature=0.0)
+    with pytest.raises(ValueError, match="same shape"):
+        detcon_loss(z, z[:3], torch.arange(4))

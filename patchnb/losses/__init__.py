@@ -6,10 +6,11 @@ import nothing from patchnb but its parameter checks (:mod:`patchnb.checks`). ``
 
 from .align_uniform import alignment, uniformity
 from .coding_rate import emp_ssl_loss, total_coding_rate
+from .detcon import detcon_loss
 from .hcl import hcl
 from .moco import eqco_margin, mochi_negatives, moco_infonce
 from .nt_xent import nt_xent
 from .supcon import supcon
 
-__all__ = ["alignment", "emp_ssl_loss", "eqco_margin", "hcl", "mochi_negatives", "moco_infonce", "nt_xent",
-           "supcon", "total_coding_rate", "uniformity"]
+__all__ = ["alignment", "detcon_loss", "emp_ssl_loss", "eqco_margin", "hcl", "mochi_negatives", "moco_infonce",
+           "nt_xent", "supcon", "total_coding_rate", "uniformity"]

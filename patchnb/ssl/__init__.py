@@ -5,6 +5,7 @@ re-exported here."""
 
 from ..losses import (
     alignment,
+    detcon_loss,
     emp_ssl_loss,
     eqco_margin,
     hcl,
@@ -28,8 +29,8 @@ from .knn import knn_accuracy
 from .methods import HCL, METHODS, MoCoV2, SimCLR, SSLModel, SupCon, make_ssl_model
 
 __all__ = [
-    "alignment", "Augment", "available_configs", "checkpoint_meta", "Checkpointing", "ContextEncoder",
-    "DeepCluster", "DetCon", "emp_ssl_loss", "EMPSSL", "eqco_margin", "HCL", "hcl", "knn_accuracy",
+    "alignment", "Augment", "available_configs", "checkpoint_meta", "Checkpointing", "ContextEncoder", "DeepCluster",
+    "DetCon", "detcon_loss", "emp_ssl_loss", "EMPSSL", "eqco_margin", "HCL", "hcl", "knn_accuracy",
     "load_method_config", "make_ssl_model", "MethodConfigError", "METHODS", "mochi_negatives", "moco_infonce",
     "MoCoV2", "normalize", "nt_xent", "patch_averaged_features", "pretrain_with_checkpoints", "ProjectionHead",
     "read_method_config", "ResNet18", "save_backbone", "segment_masks", "SimCLR", "SSLModel", "SupCon", "supcon",
