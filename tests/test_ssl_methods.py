@@ -322,6 +322,83 @@ def test_detcon_segment_masks():
     assert torch.equal(grid.sum(1), torch.ones(4, 16, 16)) and (grid.sum((2, 3)) == 64).all()
 
 
+def test_detcon_segments_are_per_image_and_repeats_are_positives(splits):
+    """An image has one segmentation wherever it is segmented (alone or in any batch); a step's loss
+    is detcon_loss over the kept segments with the image folded into the mask ids, so segments drawn
+    twice are positives of each other, not negatives."""
+    from patchnb.ssl import detcon_loss
+    from patchnb.ssl.detcon import felzenszwalb_segments, sample_masks
+
+    images = splits.train.images[:6]
+    whole = felzenszwalb_segments(images, 20.0)
+    alone = torch.cat([felzenszwalb_segments(images[i:i + 1], 20.0) for i in (5, 4, 3, 2, 1, 0)]).flip(0)
+    assert torch.equal(whole, alone)
+    method = DetCon(mean_scale=20.0, num_samples=6, min_mask=0.0)  # more draws than segments: repeats
+    model = method.make_model(1, **SMALL)
+    loss, logs = method.step(model, images, None, splits, torch.Generator().manual_seed(3))
+    assert logs["repeated_segments"] > 0
+    calls = {}
+    orig = method._segment_vectors
+
+    def spy(model, x, masks):
+        calls["out"] = orig(model, x, masks)
+        return calls["out"]
+    method._segment_vectors = spy
+    loss, _ = method.step(model, images, None, splits, torch.Generator().manual_seed(3))
+    _, picked = sample_masks(whole, 6, torch.Generator().manual_seed(3))
+    ids = (picked + torch.arange(6).view(-1, 1) * 256).reshape(-1)
+    z1, z2 = calls["out"][0].chunk(2)
+    w1, w2 = calls["out"][1].chunk(2)
+    keep = (w1 > 0) & (w2 > 0)  # min_mask = 0: a segment is left out only where a crop removed it
+    assert loss.item() == pytest.approx(detcon_loss(z1[keep], z2[keep], ids[keep], temperature=0.1).item(), rel=1e-6)
+    hcl_method = DetCon(mean_scale=20.0, num_samples=6, min_mask=0.0, beta=0.5)  # HCL: each segment once
+    assert torch.isfinite(hcl_method.step(model, images, None, splits, torch.Generator().manual_seed(3))[0])
+
+
+def _detcon_run(splits, run_dir=None, callbacks=(), **kw):
+    method = DetCon(mean_scale=20.0, num_samples=3, **kw)
+    torch.manual_seed(0)
+    model = method.make_model(1, **SMALL)
+    res = train.fit(model, splits, train.TrainConfig(**{**CFG, "epochs": 2}), method=method, run_dir=run_dir,
+                    progress=False, callbacks=callbacks)
+    return method, model, res
+
+
+def test_detcon_segments_each_image_once_and_caching_changes_nothing(splits, monkeypatch):
+    """Two epochs over the 128 training images (4 steps of 32): Felzenszwalb runs once per image with the
+    cache, every step without it, and the two runs are identical."""
+    import skimage.segmentation
+
+    counted = []
+    real = skimage.segmentation.felzenszwalb
+    monkeypatch.setattr(skimage.segmentation, "felzenszwalb", lambda *a, **k: (counted.append(1), real(*a, **k))[1])
+    distinct = len(set(_hash_list(splits)))
+    cached, cached_model, cached_res = _detcon_run(splits)
+    assert len(counted) == cached.segmentations == distinct
+    counted.clear()
+    plain, plain_model, plain_res = _detcon_run(splits, cache_masks=False)
+    assert len(counted) == plain.segmentations == 2 * 4 * 32
+    assert [r["loss"] for r in cached_res.history] == [r["loss"] for r in plain_res.history]
+    a, b = cached_model.state_dict(), plain_model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert repr(cached) == repr(plain)  # the same run for the loop's fingerprint
+    with pytest.raises(ValueError, match="cache_masks"):
+        DetCon(cache_masks="yes")
+
+
+def test_detcon_resume_equals_an_uninterrupted_run(splits, tmp_path):
+    """The cache is not in the checkpoint: a resumed run (a fresh method, an empty cache) segments the
+    images again, identically, and ends with the weights and history of a run never interrupted."""
+    _, whole, whole_res = _detcon_run(splits, tmp_path / "whole")
+    with pytest.raises(_Killed):
+        _detcon_run(splits, tmp_path / "killed", callbacks=[_KillAfter(0)])
+    method, resumed, resumed_res = _detcon_run(splits, tmp_path / "killed")
+    assert method.segmentations == len(set(_hash_list(splits)))  # the second epoch, from scratch
+    assert [r["loss"] for r in resumed_res.history] == [r["loss"] for r in whole_res.history]
+    a, b = whole.state_dict(), resumed.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_emp_ssl_rejects_bad_eps_at_construction():
     from patchnb.ssl import EMPSSL
 

@@ -8,53 +8,110 @@ their area (with replacement when the image has fewer segments). The two views s
 masks: the geometric part of :class:`Augment` (crop, flip) is applied to the image and its masks
 together, the photometric part to the image only. The backbone's last feature map is average-pooled
 inside each (downsampled) mask, projected, and the segment vectors are contrasted across the two
-views with :func:`hcl` (``beta = tau_plus = 0``: NT-Xent): a segment's positive is the same segment
-in the other view, its negatives are all other segments of the batch. Segments cropped out of a
+views with :func:`patchnb.losses.detcon_loss` (DetCon eq. 3): a segment's positives are the same
+segment in the other view, its negatives all other segments of the batch. Segments cropped out of a
 view (mask weight below ``min_mask``) are left out of the loss.
+
+Segments sampled with replacement repeat a mask id. As in the official code (``deepmind/detcon``,
+``byol_nce_detcon``), every copy of the same mask in the other view is a positive, the copies in the
+anchor's own view are left out of its denominator (never negatives), and each distinct mask weighs one
+however often it was drawn. With the HCL terms on (``beta`` or ``tau_plus`` > 0, patchwork's
+extension, whose estimator has one positive per anchor) the repeats are dropped instead: each distinct
+segment of an image enters :func:`patchnb.losses.hcl` once.
+
+The segmentation of an image is computed once and cached (``cache_masks``, on by default): a compact
+label map (uint8 when it has under 256 segments) per distinct image, keyed by an exact fingerprint of
+its bytes, kept on the method object for the life of the run. Each image's Felzenszwalb ``scale`` is
+drawn once, from a hash of its bytes, so an image has one segmentation whenever and however often it
+is segmented: a cached run equals an uncached one (``cache_masks=False`` re-segments every step), and
+a resumed run rebuilds the same cache, so nothing of it needs to be in the checkpoint. **Deviation**
+from patchwork, which segments in its input pipeline with a new random scale every time an image is
+drawn; the official code also segments each image once, ahead of training
+(``generate_fh_masks_for_imagenet.py``, one fixed scale for the whole dataset). Which segments are
+sampled, and the augmentations, are still drawn anew every step from the training generator.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..losses import hcl
+from ..losses import detcon_loss, hcl
 from ..train import unwrap
 from .augment import normalize
+from .deepcluster import _fingerprint
 from .methods import METHODS, _device, _Method
+
+
+def _unit_draws(fingerprints: torch.Tensor) -> np.ndarray:
+    """A uniform number in [0, 1) per image fingerprint (splitmix64 of it): the image's own draw,
+    the same whenever and wherever the image is segmented."""
+    x = fingerprints.cpu().numpy().astype(np.uint64)  # two's complement: negative int64 wraps
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / 2.0**53
+
+
+def felzenszwalb_segments(images: torch.Tensor, mean_scale: float, num_samples: int = 4) -> torch.Tensor:
+    """Segment label maps (B, H, W) int64, labels 0..n-1, of uint8 ``images`` (B, C, H, W): Felzenszwalb
+    on the grayscale pixels in [0, 1] with ``scale = mean_scale * (0.5 + u)``, ``u`` in [0, 1) drawn
+    from the image's bytes (:func:`_unit_draws`), ``sigma = 0.5``, ``min_size = scale``;
+    ``mean_scale = 0``: a square grid of ``round(sqrt(num_samples))**2`` cells instead."""
+    b, _, h, w = images.shape
+    if mean_scale <= 0:
+        n = max(1, int(round(num_samples ** 0.5)))
+        grid = (torch.arange(h) * n // h).view(-1, 1) * n + (torch.arange(w) * n // w).view(1, -1)
+        return grid.expand(b, h, w).clone()
+    from skimage.segmentation import felzenszwalb  # scikit-image is a heavy import only DetCon needs
+
+    gray = images.float().mean(1).numpy() / 255.0
+    scales = mean_scale * (0.5 + _unit_draws(_fingerprint(images)))
+    out = torch.empty(b, h, w, dtype=torch.long)
+    for i in range(b):
+        s = float(scales[i])
+        out[i] = torch.from_numpy(felzenszwalb(gray[i], scale=s, sigma=0.5, min_size=max(1, int(s))))
+    return out
+
+
+def sample_masks(segments: torch.Tensor, num_samples: int, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``num_samples`` segments per label map of ``segments`` (B, H, W), drawn with probability
+    proportional to their area (with replacement when a map has fewer segments) -> (B, num_samples, H, W)
+    float masks and the (B, num_samples) labels drawn."""
+    b, h, w = segments.shape
+    masks = torch.zeros(b, num_samples, h, w)
+    picked = torch.empty(b, num_samples, dtype=torch.long)
+    for i in range(b):
+        ids, area = torch.unique(segments[i], return_counts=True)
+        pick = torch.multinomial(area.float(), num_samples, replacement=len(ids) < num_samples, generator=generator)
+        picked[i] = ids[pick]
+        masks[i] = (segments[i][None] == picked[i].view(-1, 1, 1)).float()
+    return masks, picked
 
 
 def segment_masks(images: torch.Tensor, num_samples: int, mean_scale: float, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
     """Felzenszwalb segments of uint8 ``images`` (B, C, H, W) -> (B, num_samples, H, W) float masks,
-    sampled by area (``mean_scale = 0``: a square grid of ``num_samples`` cells instead)."""
-    from skimage.segmentation import felzenszwalb  # scikit-image is a heavy import only DetCon needs
+    sampled by area (``mean_scale = 0``: a square grid of ``num_samples`` cells instead):
+    :func:`felzenszwalb_segments` then :func:`sample_masks`."""
+    return sample_masks(felzenszwalb_segments(images, mean_scale, num_samples), num_samples, generator)[0]
 
-    b, _, h, w = images.shape
-    out = torch.zeros(b, num_samples, h, w)
-    gray = images.float().mean(1).numpy() / 255.0
-    for i in range(b):
-        if mean_scale > 0:
-            scale = float(mean_scale * (0.5 + torch.rand(1, generator=generator)))
-            seg = torch.from_numpy(felzenszwalb(gray[i], scale=scale, sigma=0.5, min_size=max(1, int(scale))))
-        else:
-            n = max(1, int(round(num_samples ** 0.5)))
-            rows = (torch.arange(h) * n // h).view(-1, 1)
-            cols = (torch.arange(w) * n // w).view(1, -1)
-            seg = rows * n + cols
-        ids, area = torch.unique(seg, return_counts=True)
-        replace = len(ids) < num_samples
-        pick = torch.multinomial(area.float(), num_samples, replacement=replace, generator=generator)
-        out[i] = (seg[None] == ids[pick].view(-1, 1, 1)).float()
-    return out
+
+def _compact(seg: torch.Tensor) -> np.ndarray:
+    top = int(seg.max())
+    dtype = np.uint8 if top < 2**8 else np.int16 if top < 2**15 else np.int32
+    return seg.numpy().astype(dtype)
 
 
 @dataclass
 class DetCon(_Method):
-    """DetCon_S with Felzenszwalb masks and an NT-Xent / HCL loss over segment vectors."""
+    """DetCon_S with Felzenszwalb masks (segmented once per image, cached) and the DetCon loss (an
+    NT-Xent over segment vectors; HCL with ``beta`` / ``tau_plus`` > 0)."""
 
     temperature: float = 0.1
     beta: float = 0.0
@@ -63,12 +120,36 @@ class DetCon(_Method):
     num_samples: int = 4
     min_mask: float = 1e-3
     name: str = "detcon"
+    #: keep each image's segmentation (results are the same either way, so it is not in the repr)
+    cache_masks: bool = field(default=True, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.mean_scale < 0:
             raise ValueError(f"mean_scale must be >= 0 (0 = square grid), got {self.mean_scale}")
+        if not isinstance(self.cache_masks, bool):
+            raise ValueError(f"cache_masks must be True or False, got {self.cache_masks!r}")
+        self._cache: dict = {}  # (mean_scale, image shape) -> {fingerprint: compact label map}
+        self.segmentations = 0  # Felzenszwalb runs so far (the cache's misses; every image of every step without it)
+
+    def segments(self, images: torch.Tensor) -> torch.Tensor:
+        """The (B, H, W) label maps of uint8 ``images``, from the cache where it has them."""
+        if self.mean_scale <= 0 or not self.cache_masks:  # the grid costs nothing to redo
+            if self.mean_scale > 0:
+                self.segmentations += len(images)
+            return felzenszwalb_segments(images, self.mean_scale, self.num_samples)
+        table = self._cache.setdefault((self.mean_scale, tuple(images.shape[1:])), {})
+        keys = _fingerprint(images).tolist()
+        new: dict[int, int] = {}  # fingerprint -> first row of the batch, for each image not in the cache
+        for i, k in enumerate(keys):
+            if k not in table and k not in new:
+                new[k] = i
+        if new:
+            for k, seg in zip(new, felzenszwalb_segments(images[list(new.values())], self.mean_scale)):
+                table[k] = _compact(seg)
+            self.segmentations += len(new)
+        return torch.from_numpy(np.stack([table[k] for k in keys])).long()
 
     def _view(self, x, masks, generator):
         c = x.shape[1]
@@ -86,18 +167,31 @@ class DetCon(_Method):
 
     def step(self, model, images, labels, splits, generator):
         dev = _device(model)
-        masks = segment_masks(images, self.num_samples, self.mean_scale, generator).to(dev)
+        masks, picked = sample_masks(self.segments(images), self.num_samples, generator)
+        b, _, h, w = masks.shape
+        ids = (picked + torch.arange(b).view(-1, 1) * (h * w)).reshape(-1)  # the image folded into the mask id
+        masks = masks.to(dev)
         x = images.to(dev).float().div_(255)
         (x1, m1), (x2, m2) = self._view(x, masks, generator), self._view(x, masks, generator)
-        z, w = self._segment_vectors(model, normalize(torch.cat([x1, x2]), splits.norm), torch.cat([m1, m2]))
+        z, wt = self._segment_vectors(model, normalize(torch.cat([x1, x2]), splits.norm), torch.cat([m1, m2]))
         z1, z2 = z.chunk(2)
-        w1, w2 = w.chunk(2)
-        area = float(masks.shape[-1] * masks.shape[-2])
-        keep = (w1 / area > self.min_mask) & (w2 / area > self.min_mask)
+        w1, w2 = wt.chunk(2)
+        keep = ((w1 / (h * w) > self.min_mask) & (w2 / (h * w) > self.min_mask)).cpu()
         if int(keep.sum()) < 2:
             raise RuntimeError(f"{self.name}: fewer than 2 segments survived the crops; lower crop strength")
-        loss = hcl(z1[keep], z2[keep], self.temperature, self.beta, self.tau_plus)
-        return loss, {"segments_kept": float(keep.float().mean()), "segments": float(np.prod(keep.shape))}
+        kept = ids[keep]
+        distinct, inverse = torch.unique(kept, return_inverse=True)
+        if self.beta == 0 and self.tau_plus == 0:
+            loss = detcon_loss(z1[keep.to(dev)], z2[keep.to(dev)], kept, temperature=self.temperature)
+        else:  # HCL has one positive per anchor: each distinct segment once (its first draw)
+            first = torch.full((len(distinct),), len(kept)).scatter_reduce_(0, inverse, torch.arange(len(kept)), "amin")
+            if len(first) < 2:
+                raise RuntimeError(f"{self.name}: fewer than 2 distinct segments survived the crops; lower crop "
+                                   f"strength")
+            rows = torch.nonzero(keep).flatten()[first].to(dev)
+            loss = hcl(z1[rows], z2[rows], self.temperature, self.beta, self.tau_plus)
+        return loss, {"segments_kept": float(keep.float().mean()), "segments": float(np.prod(keep.shape)),
+                      "repeated_segments": 1.0 - len(distinct) / len(kept)}
 
 
 METHODS["detcon"] = DetCon
