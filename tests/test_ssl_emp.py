@@ -1,5 +1,8 @@
-"""EMP-SSL's patch-averaged features, per-epoch checkpointing and the SupCon checkpoint sweep on an ImageFolder."""
+"""EMP-SSL's recipe against its code (tsb0601/EMP-SSL: fixed 0.25-area crops, solarize 0.1, the 4096-d
+pre_feature layer that is evaluated, the 4096-4096-1024 projection, LARS wrapper), patch-averaged features,
+per-epoch checkpointing and the SupCon checkpoint sweep on an ImageFolder."""
 
+import dataclasses
 import json
 import warnings
 
@@ -9,11 +12,22 @@ import torch
 from PIL import Image
 
 from patchnb.data import load_splits, make_synthetic
-from patchnb.eval import sweep_checkpoints
+from patchnb.eval import load_backbone, sweep_checkpoints
 from patchnb.metrics import circle_projection, vmf_concentration
-from patchnb.ssl import Augment, Checkpointing, ResNet18, SupCon, checkpoint_meta, pretrain_with_checkpoints
+from patchnb.optim import make_optimizer
+from patchnb.ssl import (
+    Augment,
+    Checkpointing,
+    ResNet18,
+    SupCon,
+    checkpoint_meta,
+    pretrain_with_checkpoints,
+    read_method_config,
+    save_backbone,
+)
 from patchnb.ssl.augment import normalize
-from patchnb.ssl.emp import EMPSSL, patch_averaged_features
+from patchnb.ssl.config import build_method
+from patchnb.ssl.emp import EMPSSL, EMPEncoder, make_emp_model, patch_averaged_features
 from patchnb.train import TrainConfig
 
 
@@ -30,7 +44,7 @@ def test_patch_averaged_features_equal_hand_computed_mean(splits):
     got, labels = patch_averaged_features(enc, data, splits, n_patches=5, seed=3, augment=aug, batch_size=6)
     # by hand: the same crops (same generator draws), every patch through the encoder alone, then the mean
     g = torch.Generator().manual_seed(3)
-    p = aug.patches(data.images.float() / 255, 5, g)
+    p = aug.patches(data.images.float() / 255, 5, g, (0.25, 0.25))  # the code's fixed crop area, the default
     with torch.no_grad():
         per = torch.stack([torch.stack([enc(normalize(p[i, b:b + 1], splits.norm))[0] for b in range(6)])
                            for i in range(5)])
@@ -40,6 +54,89 @@ def test_patch_averaged_features_equal_hand_computed_mean(splits):
     assert torch.equal(got, again)  # seeded
     other, _ = patch_averaged_features(enc, data, splits, n_patches=5, seed=4, augment=aug, batch_size=6)
     assert not torch.equal(got, other)
+
+
+def test_yaml_and_defaults_are_the_codes_recipe():
+    # dataset/aug.py: RandomResizedCrop(32, scale=(0.25, 0.25), ratio=(1, 1)), flip 0.5, ColorJitter(0.4, 0.4,
+    # 0.4, 0.2) p 0.8, grayscale 0.2, GBlur p 0.1 (sigma 0.1-2), solarize p 0.1; model/model.py: 4096 / 1024;
+    # main.py: SGD(lr 0.3, momentum 0.9, wd 1e-4, nesterov) in LARSWrapper(eta 0.005, clip, exclude_bias_n_norm)
+    cfg = read_method_config("emp_ssl")
+    m = build_method(cfg)
+    for method in (m, EMPSSL()):
+        a = method.augment
+        assert method.patch_scale == (0.25, 0.25) and a.crop_ratio == (1.0, 1.0)
+        assert (a.flip_prob, a.jitter_prob, a.brightness, a.contrast, a.saturation, a.hue) == (0.5, 0.8, 0.4, 0.4,
+                                                                                               0.4, 0.2)
+        assert (a.grayscale_prob, a.blur_prob, a.blur_sigma, a.solarize_prob) == (0.2, 0.1, (0.1, 2.0), 0.1)
+        assert (method.hidden_dim, method.out_dim, method.eps, method.invariance_weight) == (4096, 1024, 0.2, 200.0)
+    assert m.augment == Augment.emp_ssl() and m.n_patches == 200
+    t = TrainConfig(**cfg["train"])
+    assert (t.optimizer, t.lr, t.momentum, t.weight_decay, t.schedule, t.warmup_epochs, t.batch_size) == (
+        "lars_solo", 0.3, 0.9, 1e-4, "cosine", 0, 100)
+    group = make_optimizer(torch.nn.Linear(2, 2).parameters(), t).param_groups[0]
+    assert {k: group[k] for k in ("eta", "trust", "clip", "exclude_1d", "nesterov", "momentum", "weight_decay")} == \
+        dict(eta=0.005, trust="eq6", clip=True, exclude_1d=True, nesterov=True, momentum=0.9, weight_decay=1e-4)
+
+
+def test_training_crops_cover_a_quarter_of_the_image():
+    # A ramp image (channel 0 = column / (W - 1), channel 1 = row / (H - 1)): after a crop of relative size
+    # cw x ch resized to the image, the sampled ramp spans cw (resp. ch), up to the border clamp of half a pixel
+    # at each end. With the colour operations off, the crops of the YAML's method have cw = ch = 0.5: area 0.25
+    # (the 0.25-1 scale used before gave areas up to 1, mean 0.625).
+    m = build_method(read_method_config("emp_ssl"))
+    aug = dataclasses.replace(m.augment, jitter_prob=0.0, grayscale_prob=0.0, blur_prob=0.0, solarize_prob=0.0)
+    h = w = 32
+    x = torch.zeros(1, 3, h, w)
+    x[0, 0] = torch.arange(w).float().div(w - 1).expand(h, w)
+    x[0, 1] = torch.arange(h).float().div(h - 1)[:, None].expand(h, w)
+    p = aug.patches(x, 64, torch.Generator().manual_seed(0), m.patch_scale)[:, 0]  # (64, 3, h, w)
+    span_x = p[:, 0].amax((1, 2)) - p[:, 0].amin((1, 2))
+    span_y = p[:, 1].amax((1, 2)) - p[:, 1].amin((1, 2))
+    tol = 1.0 / (w - 1)
+    assert torch.all((span_x > 0.5 - tol) & (span_x <= 0.5 + 1e-5)) and torch.all((span_y > 0.5 - tol) &
+                                                                                    (span_y <= 0.5 + 1e-5))
+    np.testing.assert_allclose((span_x * span_y).numpy(), 0.25, atol=0.02)
+    assert len({round(float(v), 3) for v in p[:, 0, 0, 0]}) > 10  # the crops are at random places
+
+
+def test_network_has_the_codes_shape_and_evaluates_its_pre_feature_layer(splits, tmp_path):
+    # model/model.py: backbone (512) -> pre_feature Linear(512, 4096)-BN-ReLU -> projection Linear(4096, 4096)-BN-
+    # ReLU-Linear(4096, 1024); evaluate.py averages the pre_feature output over patches
+    model = EMPSSL().make_model(3, 64)
+    enc = model.backbone
+    assert isinstance(enc, EMPEncoder) and enc.feature_dim == 512 and enc.out_dim == 4096
+    assert [type(layer).__name__ for layer in enc.pre_feature] == ["Linear", "BatchNorm1d", "ReLU"]
+    assert (enc.pre_feature[0].in_features, enc.pre_feature[0].out_features) == (512, 4096)
+    head = [layer for layer in model.projector.net]
+    assert [type(layer).__name__ for layer in head] == ["Linear", "BatchNorm1d", "ReLU", "Linear"]
+    assert (head[0].in_features, head[0].out_features, head[3].in_features, head[3].out_features) == (4096, 4096,
+                                                                                                     4096, 1024)
+    # the method's evaluation (whole images and patch-averaged) reads the encoder's output, not the ResNet's
+    small = EMPSSL(n_patches=2, hidden_dim=24, out_dim=8, knn_bank_size=32)  # eval_patches 0: whole images
+    torch.manual_seed(0)
+    net = small.make_model(splits.shape[0], 4).eval()
+    data = splits.test.subset(torch.arange(8))
+    whole = small.features(net, data, splits)
+    with torch.no_grad():
+        x = splits.norm(data.images, "cpu")  # the pixels of patchnb.train.features
+        direct = net.backbone.pre_feature(ResNet18.forward(net.backbone, x))
+    assert whole.shape == (8, 24) and torch.allclose(whole, direct, atol=1e-5) and bool((whole >= 0).all())
+    assert EMPSSL(n_patches=2, eval_patches=2, hidden_dim=24, out_dim=8).features(net, data, splits).shape == (8, 24)
+    with torch.no_grad():
+        assert net(x, project=True).shape == (8, 8)
+    # a saved encoder loads into an EMPEncoder and, its ResNet part, into a plain ResNet18
+    path = save_backbone(net, tmp_path / "e.pt")
+    again = load_backbone(path, EMPEncoder(splits.shape[0], 4, 24)).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(x), direct, atol=1e-6)
+        res = load_backbone(path, ResNet18(splits.shape[0], 4)).eval()
+        assert torch.allclose(res(x), ResNet18.forward(net.backbone, x), atol=1e-6)
+    with pytest.raises(ValueError, match="hidden_dim"):
+        EMPSSL(hidden_dim=0)
+    with pytest.raises(ValueError, match="out_dim"):
+        make_emp_model(1, 4, 16, 0)
+    with pytest.raises(ValueError, match="batchnorm"):
+        EMPSSL().make_model(1, 4, batchnorm=False)
 
 
 def test_bad_parameters_raise(splits):

@@ -2,22 +2,29 @@
 (the chapter "Learning in one epoch: EMP-SSL").
 
 What it reproduces: Tong, Chen, LeCun, Ma, "EMP-SSL: Towards Self-Supervised Learning in One Training
-Epoch" (arXiv:2304.03977), as ported by kachayev/ssl-in-one-epoch: many random resized crops (patches)
-per image, the loss ``-200 x invariance - mean total coding rate`` (eps 0.2), LARS; the claim that the
-encoder is useful after a single epoch, measured by a linear probe and a kNN classifier on
-*patch-averaged* embeddings (the mean of the backbone features of ``eval_patches`` crops per image).
+Epoch" (arXiv:2304.03977; the authors' code tsb0601/EMP-SSL, also ported by kachayev/ssl-in-one-epoch):
+many fixed-size random crops (patches, a quarter of the image each) per image, the loss ``-200 x invariance
+- mean total coding rate`` (eps 0.2), the code's LARS; the claim that the encoder is useful after a single
+epoch, measured by a linear probe and a kNN classifier on *patch-averaged* embeddings (the mean over
+``eval_patches`` crops per image of the layer the code evaluates: the output of the ``pre_feature`` block
+``Linear-BN-ReLU`` after the ResNet, :class:`patchnb.ssl.emp.EMPEncoder`, not the ResNet's features).
 
 What the recipe does: EMP-SSL with its settings from ``patchnb/ssl/configs/emp_ssl.yaml`` through the
-shared loop, the backbone saved after every epoch (:func:`patchnb.ssl.pretrain_with_checkpoints`);
-the checkpoints of ``epochs`` are scored by the one protocol :func:`patchnb.eval.protocol.evaluate_encoder`
-(L2 strength of the probe chosen on validation, each probe scored once on test; weighted kNN k = 20,
-t = 0.07) with EMP-SSL's patch-averaged features (:func:`patchnb.ssl.patch_averaged_features`, seeded:
-``seed`` + 0 / 1 / 2 for train / val / test), plus the uniformity (Wang & Isola 2020) and the
-von Mises-Fisher concentration of the l2-normalised test embeddings. The last checkpoint is also scored
-on whole images. SimCLR (``patchnb/ssl/configs/simclr.yaml``) trains the same architecture on the same
-images for the same *training wall-clock* (its number of epochs is calibrated from the time of its own
-steps unless ``simclr_epochs`` is given; the checkpoint nearest in seconds to each EMP-SSL epoch is
-scored on whole images, its standard protocol); a randomly initialised encoder is the floor (both ways).
+shared loop, the encoder (ResNet + ``pre_feature``) saved after every epoch
+(:func:`patchnb.ssl.pretrain_with_checkpoints`); the checkpoints of ``epochs`` are scored by the one
+protocol :func:`patchnb.eval.protocol.evaluate_encoder` (L2 strength of the probe chosen on validation,
+each probe scored once on test; weighted kNN k = 20, t = 0.07) with EMP-SSL's patch-averaged features
+(:func:`patchnb.ssl.patch_averaged_features`, seeded: ``seed`` + 0 / 1 / 2 for train / val / test), plus
+the uniformity (Wang & Isola 2020) and the von Mises-Fisher concentration of the l2-normalised test
+embeddings. The last checkpoint is also scored on whole images. The settings (checked against the code,
+see the YAML's header) are: crops of area 0.25, ratio 1; flip, jitter (0.4, 0.4, 0.4, 0.2) p 0.8,
+grayscale 0.2, blur 0.1, solarize 0.1; ``pre_feature`` 4096-d and projection 4096-4096-1024 at the paper
+scale; SGD with Nesterov momentum 0.9, weight decay 1e-4, lr 0.3 with a cosine schedule, inside
+solo-learn's LARS wrapper (eta 0.005, clipping, biases and norm parameters excluded; ``optimizer:
+lars_solo``). SimCLR (``patchnb/ssl/configs/simclr.yaml``) trains the same ResNet on the same images for
+the same *training wall-clock* (its number of epochs is calibrated from the time of its own steps unless
+``simclr_epochs`` is given; the checkpoint nearest in seconds to each EMP-SSL epoch is scored on whole
+images, its standard protocol); a randomly initialised encoder is the floor (both ways).
 The test embeddings of the random encoder and of the last EMP-SSL checkpoint are saved as CSV files in
 the run's folder (patchwork's and the port's ``--save_proj``) and, with ``projections`` (default), as a
 TensorBoard projector folder with a sprite of the test images, ``book/generated/projections/emp_ssl/``
@@ -25,13 +32,18 @@ and its zip (:func:`patchnb.eval.projections.save_book_projector`; relative to t
 the repository root under ``patchnb book``).
 
 Deviations from the original, named: a narrow CIFAR-style ResNet-18 (``width``; 64 is the standard one)
-on Fashion-MNIST at the small scales; the probe is an L2-regularised logistic regression fitted by
+on Fashion-MNIST at the small scales, and at those scales a narrower ``pre_feature`` / projection
+(``hidden_dim`` / ``out_dim`` 8x and 2x the ResNet's features, as 4096 and 1024 are for its 512: 256 / 64 at
+smoke, 1024 / 256 at cpu); the probe is an L2-regularised logistic regression fitted by
 L-BFGS (the port trains a linear layer for 100 epochs); the per-epoch numbers are snapshots of one run
 with a cosine schedule over its last epoch count, not separate runs of 1, 2, ... epochs; ``n_patches``
 and ``batch_size`` replace the YAML's (200 patches, batch 100) at the small scales. SimCLR's optimisation
 is the recipe's (SGD lr ``simclr_lr``, momentum, weight decay, EMP-SSL's batch size and schedule), not
-the YAML's Adam at batch 256. The crop scale, solarisation and LARS settings are the book's until a
-later issue checks them against the paper.
+the YAML's Adam at batch 256; it is scored on its ResNet features (its standard protocol). The random
+encoder is EMP-SSL's untrained network (ResNet + ``pre_feature``), scored on the same layer. The code's
+augmentation details that :class:`patchnb.ssl.Augment` does differently: a narrower blur kernel, a fixed
+jitter order, normalisation with the dataset's mean / std (the code's 0.5 / 0.5); the code evaluates with 128
+patches per image (the recipe: ``eval_patches``).
 
 Budget: ``BUDGET = "n_train"`` (the images of an epoch; the claim is about one pass over the data).
 """
@@ -59,6 +71,7 @@ from ..metrics import circle_projection, vmf_concentration
 from ..models import ResNet18
 from ..ssl import checkpoint_meta, patch_averaged_features, pretrain_with_checkpoints, read_method_config
 from ..ssl.config import build_method
+from ..ssl.emp import EMPEncoder
 from ..train import TrainConfig, resolve_device
 from .base import ExperimentConfig, Result
 from .data_source import check_data_source
@@ -83,6 +96,8 @@ class Config(ExperimentConfig):
     n_test: int | None = 1000
     epochs: tuple[int, ...] = (1, 2, 3)          # EMP-SSL epochs evaluated; the run trains max(epochs)
     n_patches: int | None = 20                   # patches per image in training; None: the YAML's
+    hidden_dim: int | None = 1024                # pre_feature (evaluated) / projection hidden width; None: YAML's
+    out_dim: int | None = 256                    # projection output; None: the YAML's (1024)
     eval_patches: int = 8                        # patches averaged per image in evaluation
     width: int = 16                              # ResNet-18 width: features are 8 * width
     batch_size: int | None = 50                  # images per step (both methods); None: the YAML's
@@ -108,6 +123,8 @@ class Config(ExperimentConfig):
         if list(self.epochs) != sorted(set(self.epochs)):
             raise ValueError(f"epochs must be an increasing list of epoch counts >= 1, got {list(self.epochs)}")
         check_int("n_patches", self.n_patches, 2, allow_none=True)
+        check_int("hidden_dim", self.hidden_dim, 1, allow_none=True)
+        check_int("out_dim", self.out_dim, 1, allow_none=True)
         check_int("eval_patches", self.eval_patches, 2)
         check_int("width", self.width, 1)
         check_int("batch_size", self.batch_size, 2, allow_none=True)
@@ -133,19 +150,28 @@ class Config(ExperimentConfig):
         return TrainConfig(**base, epochs=epochs or max(self.epochs), seed=seed, device=self.device)
 
     def methods(self):
-        """``(EMP-SSL, SimCLR)`` built from their YAML files (EMP-SSL's ``n_patches`` replaced where given)."""
-        emp = build_method(read_method_config(METHOD), **({"n_patches": self.n_patches} if self.n_patches else {}))
+        """``(EMP-SSL, SimCLR)`` built from their YAML files (EMP-SSL's ``n_patches``, ``hidden_dim`` and
+        ``out_dim`` replaced where given)."""
+        over = {k: getattr(self, k) for k in ("n_patches", "hidden_dim", "out_dim") if getattr(self, k)}
+        emp = build_method(read_method_config(METHOD), **over)
         return emp, build_method(read_method_config(BASELINE), knn_bank_size=emp.knn_bank_size)
+
+    def encoder(self, in_channels: int) -> EMPEncoder:
+        """EMP-SSL's (untrained) encoder at this config: ResNet-18 of ``width`` + ``pre_feature`` of the
+        method's ``hidden_dim``; its output is the evaluated layer."""
+        return EMPEncoder(in_channels, self.width, self.methods()[0].hidden_dim)
 
 
 PRESETS = {
+    # smoke / cpu: narrower pre_feature and projection than the paper's 4096 / 1024, scaled with the ResNet's
+    # features as the paper's are with its 512 (hidden 8x, output 2x): width 4 -> 32-d, width 16 -> 128-d
     "smoke": dict(dataset="fashion_mnist", n_train=192, n_val=96, n_test=192, epochs=(1, 2), n_patches=4,
-                  eval_patches=4, width=4, batch_size=32),
+                  eval_patches=4, width=4, batch_size=32, hidden_dim=256, out_dim=64),
     "cpu": dict(dataset="fashion_mnist", n_train=1000, n_val=500, n_test=1000, epochs=(1, 2, 3), n_patches=20,
-                eval_patches=8, width=16, batch_size=50),
-    # 200 patches and batch 100 are the YAML's (the paper's CIFAR-10 recipe)
+                eval_patches=8, width=16, batch_size=50, hidden_dim=1024, out_dim=256),
+    # 200 patches, batch 100 and the 4096 / 1024 head are the YAML's (the paper's CIFAR-10 recipe)
     "paper": dict(dataset="cifar10", n_train=None, n_val=None, n_test=None, epochs=(1, 2, 5, 10), n_patches=None,
-                  eval_patches=200, width=64, batch_size=None),
+                  eval_patches=200, width=64, batch_size=None, hidden_dim=None, out_dim=None),
 }
 for _values in PRESETS.values():  # the same SimCLR optimisation and evaluation batch at every scale
     _values.update(simclr_lr=0.06, simclr_momentum=0.9, simclr_weight_decay=5e-4, simclr_epochs=None,
@@ -161,11 +187,14 @@ def load_data(cfg: Config) -> Splits:
 def score(encoder: nn.Module, splits: Splits, cfg: Config, seed: int, patches: int | None,
           keep_features: bool = False) -> dict:
     """The protocol's scores of one frozen encoder, on ``patches``-averaged features (``None``: whole
-    images), plus the uniformity and vMF concentration of its l2-normalised test embeddings."""
+    images; the crops and their augmentation are EMP-SSL's, from its YAML), plus the uniformity and vMF
+    concentration of its l2-normalised test embeddings."""
     features_fn = None
     if patches is not None:
+        emp = cfg.methods()[0]
         features_fn = lambda enc, data, s, split: patch_averaged_features(  # noqa: E731
-            enc, data, s, patches, seed + SPLIT_SEED[split], batch_size=max(1, cfg.eval_batch_size // patches))
+            enc, data, s, patches, seed + SPLIT_SEED[split], augment=emp.augment, scale=emp.patch_scale,
+            batch_size=max(1, cfg.eval_batch_size // patches))
     r = evaluate_encoder(encoder, splits, n_geometry=None, weight_decays=PROBE_WEIGHT_DECAYS, features_fn=features_fn,
                          return_test_features=True, seed=seed, batch_size=cfg.eval_batch_size)
     z = F.normalize(r["test_features"].double(), dim=1)
@@ -201,6 +230,7 @@ def run_pretraining(cfg: Config, seed: int, splits: Splits) -> dict:
 
     def compute(run_dir):
         dev = resolve_device(cfg.device)
+        encoder_at = lambda path: load_backbone(path, cfg.encoder(splits.shape[0])).to(dev)  # noqa: E731
         backbone_at = lambda path: load_backbone(path, ResNet18(splits.shape[0], cfg.width)).to(dev)  # noqa: E731
         out = {"emp": [], "simclr": []}
         emp, simclr = cfg.methods()
@@ -212,10 +242,10 @@ def run_pretraining(cfg: Config, seed: int, splits: Splits) -> dict:
         for i, p in enumerate(tqdm(chosen, desc="scoring EMP-SSL checkpoints")):
             meta = checkpoint_meta(p)
             out["emp"].append({"epoch": meta["epoch"], "seconds": meta["train_seconds"],
-                               **score(backbone_at(p), splits, cfg, seed, cfg.eval_patches, i == len(chosen) - 1)})
-        out["emp_whole"] = score(backbone_at(paths[-1]), splits, cfg, seed, None)
+                               **score(encoder_at(p), splits, cfg, seed, cfg.eval_patches, i == len(chosen) - 1)})
+        out["emp_whole"] = score(encoder_at(paths[-1]), splits, cfg, seed, None)
         torch.manual_seed(seed)
-        rand = ResNet18(splits.shape[0], cfg.width).to(dev)
+        rand = cfg.encoder(splits.shape[0]).to(dev)  # EMP-SSL's network untrained, scored on the same layer
         out["random"] = score(rand, splits, cfg, seed, cfg.eval_patches, keep_features=True)
         out["random_whole"] = score(rand, splits, cfg, seed, None)
         budget = out["emp"][-1]["seconds"]
@@ -302,7 +332,8 @@ def run(cfg: Config) -> Result:
     train = cfg.train_config(seed)
     emp, sim = pd.DataFrame(out["emp"]), pd.DataFrame(out["simclr"])
     e1, s1, el, ew, rnd = out["emp"][0], out["simclr"][0], out["emp"][-1], out["emp_whole"], out["random"]
-    n_patches = cfg.methods()[0].n_patches
+    emp_method = cfg.methods()[0]
+    n_patches = emp_method.n_patches
     result = Result(cfg, runs=out)
     result.tables = {"tab_results": results_table(out, cfg)}
     result.figures = {"fig_curves": curves_figure(emp, sim, rnd), "fig_sphere": sphere_figure(rnd, el)}
@@ -311,9 +342,12 @@ def run(cfg: Config) -> Result:
     claim = e1["linear"] > rnd["linear"] and e1["knn"] > rnd["knn"]
     result.text = {
         "data_desc": f"{splits.describe()}; scale={cfg.scale}",
-        "setup": f"ResNet-18 of width {cfg.width} ({8 * cfg.width}-d features), batch {train.batch_size} images x "
-                 f"{n_patches} patches, LARS lr {train.lr:g} with a cosine schedule over {train.epochs} epochs; "
-                 f"evaluation averages {cfg.eval_patches} patches per image",
+        "setup": f"ResNet-18 of width {cfg.width} ({8 * cfg.width}-d features), then the {emp_method.hidden_dim}-d "
+                 f"pre_feature layer and a {emp_method.hidden_dim}-{emp_method.hidden_dim}-{emp_method.out_dim} "
+                 f"projection; batch {train.batch_size} images x {n_patches} patches of area "
+                 f"{emp_method.patch_scale[0]:g}; SGD-Nesterov in EMP-SSL's LARS wrapper, lr {train.lr:g} with a "
+                 f"cosine schedule over {train.epochs} epochs; evaluation averages the {emp_method.hidden_dim}-d "
+                 f"pre_feature layer over {cfg.eval_patches} patches per image",
         "emp_ips": f"{out['emp_ips']:.1f} images/s ({out['emp_ips'] * n_patches:.0f} patches/s)",
         "n_train": f"{len(splits.train):,}", "n_patches_t": str(n_patches),
         "emp_epoch_s": f"{e1['seconds']:.0f} s", "emp_full_epoch": f"{60000 / out['emp_ips'] / 60:.0f} min",

@@ -77,9 +77,12 @@ class Augment:
 
     @classmethod
     def emp_ssl(cls, **kw) -> Augment:
-        """EMP-SSL's patch augmentation (Tong et al. 2023 code): square crops of scale 0.25-1, flip,
-        jitter (0.4, 0.4, 0.4, 0.2) p = 0.8, grayscale p = 0.2, blur p = 0.1, solarize p = 0.2."""
-        d = dict(crop_scale=(0.25, 1.0), crop_ratio=(1.0, 1.0), hue=0.2, blur_prob=0.1, solarize_prob=0.2)
+        """EMP-SSL's patch augmentation (Tong et al. 2023 code, ``dataset/aug.py``'s
+        ``ContrastiveLearningViewGenerator``): square crops of the fixed scale 0.25, flip, jitter
+        (0.4, 0.4, 0.4, 0.2) p = 0.8, grayscale p = 0.2, blur p = 0.1 (sigma 0.1-2), solarize p = 0.1.
+        Deviations: the blur kernel is this module's (~10% of the side; the code's PIL blur is wider), the
+        jitter order is fixed, solarisation inverts pixels >= 0.5 (PIL: >= 128 of 255)."""
+        d = dict(crop_scale=(0.25, 0.25), crop_ratio=(1.0, 1.0), hue=0.2, blur_prob=0.1, solarize_prob=0.1)
         d.update(kw)
         return cls(**d)
 

@@ -55,7 +55,8 @@ def test_emp_ssl_writes_both_encoders_projections(tmp_path, monkeypatch):
     folder = tmp_path / result.text["projection_dir"]
     assert folder == tmp_path / "book/generated/projections/emp_ssl"
     last = max(cfg.epochs)
-    _check_folder(folder, cfg.n_test, {"random_encoder": 8 * cfg.width, f"emp_ssl_epoch{last}": 8 * cfg.width})
+    dim = cfg.methods()[0].hidden_dim  # EMP-SSL's evaluated layer: the pre_feature output, not the ResNet's
+    _check_folder(folder, cfg.n_test, {"random_encoder": dim, f"emp_ssl_epoch{last}": dim})
 
 
 def test_projections_must_be_a_bool():
