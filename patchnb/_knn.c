@@ -251,3 +251,43 @@ int knn_pool_cl(const float *s, float *out, int64_t B, int64_t H, int64_t W, int
     for (int i = 1; i < nthreads; i++) { pthread_join(th[i], NULL); err |= jobs[i].err; }
     return err;
 }
+
+/* ------------------------------------------------ bit-packed masks (Phi_full, issue 12 sec. 4) */
+/* Bit j of row r is bit (j & 7) of byte r * NB + (j >> 3), NB = ceil(N / 8) (numpy's
+ * packbits(bitorder="little") layout). */
+typedef struct { const float *s; uint8_t *bits; int64_t N; int k; int64_t r0, r1; int err; } bits_job;
+
+static void *bits_worker(void *arg) {
+    bits_job *J = (bits_job *)arg;
+    int N = (int)J->N, NB = (N + 7) / 8;
+    float *cv = malloc(sizeof(float) * (N + 1)); int *ci = malloc(sizeof(int) * (N + 1));
+    float *mrow = malloc(sizeof(float) * (N + 8));
+    for (int64_t r = J->r0; r < J->r1; r++) {
+        const float *row = J->s + r * J->N; float t; int it, m;
+        if (row_threshold(row, N, J->k, &t, &it, cv, ci, &m)) { J->err = 1; break; }
+        write_mask(row, N, t, it, cv, ci, m, mrow);
+        for (int j = N; j < NB * 8; j++) mrow[j] = 0.0f;
+        uint8_t *o = J->bits + r * NB;
+        for (int i = 0; i < NB; i++) {
+            unsigned v = 0;
+            for (int b = 0; b < 8; b++) v |= (unsigned)(mrow[8 * i + b] != 0.0f) << b;
+            o[i] = (uint8_t)v;
+        }
+    }
+    free(cv); free(ci); free(mrow);
+    return NULL;
+}
+
+/* The k-nearest mask of R contiguous rows of N scores, bit-packed into R x ceil(N / 8) bytes. */
+int knn_bits_rows(const float *s, uint8_t *bits, int64_t R, int64_t N, int k, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > R) nthreads = (int)(R > 0 ? R : 1);
+    if (nthreads > 64) nthreads = 64;
+    bits_job jobs[64]; pthread_t th[64];
+    for (int i = 0; i < nthreads; i++) { bits_job J = {s, bits, N, k, R * i / nthreads, R * (i + 1) / nthreads, 0}; jobs[i] = J; }
+    for (int i = 1; i < nthreads; i++) pthread_create(&th[i], NULL, bits_worker, &jobs[i]);
+    bits_worker(&jobs[0]);
+    int err = jobs[0].err;
+    for (int i = 1; i < nthreads; i++) { pthread_join(th[i], NULL); err |= jobs[i].err; }
+    return err;
+}

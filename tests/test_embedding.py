@@ -157,3 +157,127 @@ def test_phi_full_fused_equals_autograd(backend, channels, size, pool, chunk):
     torch.testing.assert_close(emb(x.detach(), pool=pool), plain, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="mode 'full'"):
         phi_full_pooled(x, PatchEmbedding(torch.randn(40, d), torch.eye(d), 3, channels, 7), pool)
+
+
+# ----------------------------------------------------------------------------- bit-packed mask, caches (issue 12)
+
+
+def test_pack_bits_is_numpys_little_endian_packbits():
+    import numpy as np
+
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(5, 37, generator=g) < 0.3
+    bits = embedding.pack_bits(m)
+    assert bits.dtype == torch.uint8 and bits.shape == (5, 5)
+    assert np.array_equal(bits.numpy(), np.packbits(m.numpy(), axis=1, bitorder="little"))
+    assert torch.equal(embedding.unpack_bits(bits, 37), m)
+
+
+def test_knn_bits_is_the_mask(backend):
+    emb, _ = _embedding(mode="full", n=48)
+    emb.CHUNK_ROWS = 40  # several chunks
+    x = torch.randn(3, 2, 7, 8)
+    bits = embedding.knn_bits(emb, x)
+    assert bits.shape == (3, 5 * 6, 6)
+    mask = knn_mask(emb.scores(x), 7).permute(0, 2, 3, 1).reshape(-1, 48)
+    assert torch.equal(embedding.unpack_bits(bits.reshape(-1, 6), 48), mask.bool())
+
+
+@pytest.mark.parametrize("channels,size,pool,rg", [(1, 12, (4, 4, True), False), (3, 11, (3, 2, True), False),
+                                                   (2, 9, None, False), (2, 10, (2, 3, False), False),
+                                                   (1, 12, (4, 4, True), True)])
+def test_phi_full_one_pass_equals_autograd(backend, channels, size, pool, rg):
+    """N a multiple of 16: the C path fuses the conv into the masked pooling and its backward
+    (conv_mask_pool_cl); values and gradients match the plain autograd path."""
+    torch.manual_seed(channels + size)
+    d = channels * 9
+    emb = PatchEmbedding(torch.randn(48, d), torch.eye(d), 3, channels, 7, mode="full")
+    x = torch.randn(5, channels, size, size, requires_grad=rg)
+    params = (x, emb.conv.weight, emb.conv.bias) if rg else (emb.conv.weight, emb.conv.bias)
+    out = embedding.phi_full_pooled(x, emb, pool, chunk_rows=50)
+    g = torch.randn_like(out)
+    got = torch.autograd.grad(out, params, g)
+    ref = emb.mask(x) * emb.conv(x)
+    if pool:
+        ref = F.avg_pool2d(ref, pool[0], pool[1], ceil_mode=pool[2])
+    want = torch.autograd.grad(ref, params, g)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _step(net, x, y):
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):  # the first step fills a cache, the second reads it
+        opt.zero_grad()
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("mode,n", [("hard", 40), ("hard", 48), ("full", 48), ("full", 40)])
+def test_cached_model_equals_end_to_end(backend, mode, n):
+    """A model whose embedding caches (Phi_hard pooled features as counts, the Phi_full mask as bits)
+    gives exactly the end-to-end logits, and SGD steps from the cache exactly its parameters."""
+    import copy
+
+    from patchnb.models import LocallyLinearNetwork
+
+    torch.manual_seed(n)
+    emb, _ = _embedding(mode=mode, n=n)
+    a = LocallyLinearNetwork(emb, (2, 11, 11), n_classes=3, bottleneck=4)
+    b = copy.deepcopy(a)
+    (cache,) = embedding.cache_embeddings(b)
+    assert b.embedding.cache is cache and a.embedding.cache is None
+    x, y = torch.randn(6, 2, 11, 11), torch.tensor([0, 1, 2, 0, 1, 2])
+    _step(a, x, y)
+    _step(b, x, y)
+    assert cache.hits == 6 and cache.misses == 6 and cache.nbytes > 0
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    a.eval(), b.eval()
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+        mixed = torch.cat([x[[4, 0]], torch.randn(3, 2, 11, 11)])  # hits in other places, and new images
+        assert torch.equal(a(mixed), b(mixed))
+    assert cache.hits == 14 and cache.misses == 9
+
+
+def test_hard_cache_stores_counts():
+    emb, _ = _embedding()
+    cache = embedding.EmbeddingCache()
+    emb.cache = cache
+    x = torch.randn(4, 2, 10, 10)  # 8x8 positions, AvgPool(3, 3, ceil): windows of 9, 6 and 4
+    first = emb(x, pool=(3, 3, True))
+    again = emb(x, pool=(3, 3, True))
+    assert torch.equal(first, again) and again.stride() == first.stride()
+    memo = cache._memo
+    assert memo.data.dtype == torch.uint8 and memo.n == 4 and cache.nbytes == 4 * 3 * 3 * 40
+    # the counts of the k nearest per window, summed independently of the kernel
+    counts = F.avg_pool2d(knn_mask(emb.scores(x), 7), 3, 3, ceil_mode=True, divisor_override=1)
+    assert torch.equal(memo.data[:4].permute(0, 3, 1, 2).float(), counts)
+    area = torch.tensor([3.0, 3.0, 2.0])  # rows/columns per window: 0-2, 3-5, 6-7
+    assert torch.equal(first, counts / (area[:, None] * area[None, :]))
+
+
+def test_cache_follows_the_dictionary_and_its_budget():
+    emb, _ = _embedding(mode="full", n=48)
+    emb.cache = embedding.EmbeddingCache()
+    x = torch.randn(3, 2, 8, 8)
+    with torch.no_grad():
+        emb(x, pool=(2, 2, True))
+        other = PatchEmbedding(torch.randn(48, 18), torch.eye(18), 3, 2, 7, mode="full")
+        emb.load_state_dict(other.state_dict())  # a new dictionary (and conv): the cached masks are stale
+        got = emb(x, pool=(2, 2, True))
+        emb.k = 9
+        got9 = emb(x, pool=(2, 2, True))
+        emb.cache, emb.k = None, 7
+        assert torch.equal(got, emb(x, pool=(2, 2, True)))
+        emb.k = 9
+        assert torch.equal(got9, emb(x, pool=(2, 2, True)))
+    full = embedding.EmbeddingCache(max_bytes=0)  # nothing fits: computed as without a cache
+    emb.cache = full
+    with torch.no_grad():
+        assert torch.equal(emb(x, pool=(2, 2, True)), got9)
+    assert full.nbytes == 0 and full.misses == 3
+    with pytest.raises(ValueError, match="max_bytes"):
+        embedding.EmbeddingCache(max_bytes=-1)
