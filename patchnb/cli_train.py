@@ -18,8 +18,11 @@ original ``main.py``                          ``patchnb train``
 ``--model_name VGGc1024d<d>A``                ``--model vgg --width 1024 --depth <d>``
 ``--use_conv True`` / ``False``               ``--embedding full`` (default) / ``--embedding hard``
 ``--replace_embedding_with_regular_conv_relu`` ``--embedding conv`` (learnable conv + ReLU: vanilla CNN)
-``--full_embedding True``                     ``--embedding simple`` (Table 2's unconstrained map)
-``--random_gaussian_patches True``            ``--dictionary gaussian`` (default ``kmeans``)
+``--full_embedding True``                     ``--embedding simple`` (Table 2's Simple model: one
+                                              linear layer over the N*D*H*W embedding, as the original)
+``--random_gaussian_patches True``            ``--dictionary gaussian`` (gaussian patches whitened by their
+                                              own covariance and clustered, as the original; default
+                                              ``kmeans``)
 ``--zca_whitening True``                      ``--whitening zca`` (default ``pca``)
 ``--n_clusters``                              ``--n-centroids`` (N, also the CNN width)
 ``--n_patches``                               ``--n-patches``
@@ -43,6 +46,10 @@ original ``main.py``                          ``patchnb train``
 ``--multi_gpu``                               ``torchrun ... -m patchnb train`` (DDP in ``fit``)
 (none)                                        ``--train-size/--val-size/--test-size``,
                                               ``--augment``, ``--kmeans-iters``, ``--dry-run``
+(none: this package's variants)               ``--embedding simple_factorised`` (a 1x1 conv N*D -> N
+                                              before the head: not the original's Simple model);
+                                              ``--dictionary gaussian_centroids`` (gaussian centroids
+                                              in the data-whitened space: not the original's)
 ===========================================  =====================================================
 
 Every command of the original README has an equivalent in :data:`README_COMMANDS` (tested).
@@ -114,9 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--model", choices=MODELS, default=d.model, help="patch: locally linear network; vgg: VGG-like CNN baseline")
     a("--embedding", choices=EMBEDDINGS, default=d.embedding,
-      help="full: Phi_full; hard: Phi_hard; conv: learnable conv + ReLU (vanilla CNN); simple, triangle, kth: "
-           "ablations")
-    a("--dictionary", choices=DICTIONARIES, default=d.dictionary, help="k-means of whitened patches or gaussian")
+      help="full: Phi_full; hard: Phi_hard; conv: learnable conv + ReLU (vanilla CNN); simple: Table 2's Simple "
+           "model (one linear layer over the whole embedding; needs --avg-pool false --batch-norm false "
+           "--bottleneck false); simple_factorised, triangle, kth: variants and ablations")
+    a("--dictionary", choices=DICTIONARIES, default=d.dictionary,
+      help="kmeans: k-means of whitened data patches; gaussian: Table 1's random patches (gaussian patches "
+           "whitened by their own covariance, clustered); gaussian_centroids: gaussian centroids in the "
+           "data-whitened space (variant)")
     a("--whitening", choices=WHITENINGS, default=d.whitening)
     a("--n-centroids", type=int, default=d.n_centroids, help="dictionary size N (the CNN width for --embedding conv)")
     a("--n-patches", type=int, default=d.n_patches, help="patches sampled for k-means")
@@ -182,7 +193,7 @@ def check_run_config(cfg: RunConfig) -> None:
         if max(k) > cfg.n_centroids:
             raise ValueError(f"k={max(k)} is more than n_centroids={cfg.n_centroids}: each position marks its k "
                              f"nearest of the n_centroids centroids (allowed: 1..{cfg.n_centroids})")
-        if cfg.dictionary == "kmeans" and cfg.n_centroids > cfg.n_patches:
+        if cfg.dictionary != "gaussian_centroids" and cfg.n_centroids > cfg.n_patches:
             raise ValueError(f"n_centroids={cfg.n_centroids} is more than n_patches={cfg.n_patches}: k-means needs at "
                              f"least as many sampled patches as centroids (raise --n-patches or lower --n-centroids)")
     cfg.train_config()  # epochs, batch size, lr, momentum, milestones, seed, device (TrainConfig's checks)

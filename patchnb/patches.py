@@ -1,4 +1,5 @@
-"""Patches of images: seeded sampling, norm filtering, streamed moments and PCA/ZCA whitening.
+"""Patches of images: seeded sampling, norm filtering, gaussian random patches (Table 1's ablation),
+streamed moments and PCA/ZCA whitening (from all patches' moments or from a sample's own covariance).
 
 Brutzkus et al., "Efficient Learning of CNNs using Patch Based Features", ICML 2022, Sec. 5 and
 App. C.4. All functions work on images already in the normalisation the model sees.
@@ -74,6 +75,25 @@ def dictionary_patches(images: torch.Tensor, n: int, size: int, seed: int = 0,
         raise ValueError(f"only {have} of {drawn} sampled patches have norm >= {min_norm}; "
                          f"n_patches={n} is too many for these images (lower n_patches or min_norm)")
     return torch.cat(kept)
+
+
+def gaussian_patches(n: int, channels: int, size: int, seed: int = 0, min_norm: float = 0.01) -> torch.Tensor:
+    """The random patches of Table 1's ablation as the paper's code draws them (``sample_random_patches``
+    with ``random_gaussian_patches=True``): ``ceil(1.01 n)`` standard gaussian patches ``N(0, I_D)`` in the
+    pixel frame (no image is read), those of norm below ``min_norm`` dropped, the first ``n`` kept.
+
+    Returns ``(n, channels, size, size)`` float32. Seeded (the paper's code is not)."""
+    check_int("n", n, 1)
+    check_int("channels", channels, 1)
+    check_int("size", size, 1)
+    check_int("seed", seed)
+    check_float("min_norm", min_norm, 0.0)
+    g = torch.Generator().manual_seed(seed)
+    drawn = torch.randn(math.ceil(1.01 * n), channels, size, size, generator=g)
+    kept = drop_low_norm(drawn, min_norm)[:n]
+    if len(kept) < n:  # about never: a 1-d gaussian patch falls below 0.01 with probability 0.008
+        raise ValueError(f"only {len(kept)} of {len(drawn)} gaussian patches have norm >= {min_norm}; lower min_norm")
+    return kept
 
 
 @torch.no_grad()
@@ -153,6 +173,20 @@ class Whitening:
             raise ValueError(f"cov must be symmetric (a covariance), but |cov - cov^T| reaches {asym:.3g}")
         lam, u = torch.linalg.eigh(cov)
         return cls(mean, lam.clamp_min(0), u, kind, eps)
+
+    @classmethod
+    def from_patches(cls, patches: torch.Tensor, kind: str = "pca", eps: float = 1e-3) -> Whitening:
+        """The whitening of a *sample* of patches ``(n, D)`` or ``(n, C, p, p)``: their own mean and covariance
+        (centred on the sample mean, divided by n; the paper's ``calc_covariance``). The paper's code
+        whitens its random gaussian patches this way (Table 1), not with the data's covariance."""
+        t = torch.as_tensor(patches)
+        if t.ndim < 2 or len(t) < 1:
+            raise ValueError(f"patches must be (n, D) or (n, C, p, p) with n >= 1, got shape {tuple(t.shape)}")
+        x = t.flatten(1).double()
+        check_finite("patches", x)
+        mean = x.mean(0)
+        centred = x - mean
+        return cls.from_covariance(mean, centred.T @ centred / len(x), kind, eps)
 
     @property
     def matrix(self) -> torch.Tensor:

@@ -26,6 +26,7 @@ def test_readme_commands_parse():
     assert cfg.model == "vgg" and cfg.depth == 3 and cfg.mlp_hidden_layers == 0 and cfg.relu_after_bottleneck
     cfg = parse_config(shlex.split(README_COMMANDS["Table 2 - Simple"]))[0]
     assert cfg.embedding == "simple" and cfg.batch_size == 32 and cfg.lr == 1e-5 and not cfg.bottleneck
+    assert cfg.layers("avg_pool") == [False] and cfg.layers("batch_norm") == [False]
     # depth > 1 defaults are Table 4's, depth 1's the paper's single layer
     cfg = RunConfig(depth=3)
     assert cfg.layers("kernel_size") == [5, 3, 3] and cfg.layers("padding") == [0, 0, 0]
@@ -45,6 +46,15 @@ def test_bad_options(capsys):
         main(["--avg-pool", "maybe"])
     assert main(["--dry-run", "--k", "7"]) == 0
     assert json.loads(capsys.readouterr().out)["k"] == [7]
+    # the Simple model (one linear layer over the whole embedding) has no pooling, BatchNorm or bottleneck,
+    # as the original asserts, and no layer to stack
+    assert main(["--dry-run", "--embedding", "simple"]) == 2
+    err = capsys.readouterr().err
+    assert "--avg-pool false" in err and "--batch-norm false" in err and "--bottleneck false" in err
+    with pytest.raises(ValueError, match="depth=2"):
+        RunConfig(embedding="simple", depth=2, avg_pool=[False], batch_norm=[False], bottleneck=False)
+    with pytest.raises(ValueError, match="dictionary"):
+        RunConfig(dictionary="uniform")
 
 
 TINY = "--dataset synthetic --train-size 192 --val-size 64 --test-size 64 --n-centroids 16 --k 4 --n-patches 1000 " \
@@ -52,6 +62,8 @@ TINY = "--dataset synthetic --train-size 192 --val-size 64 --test-size 64 --n-ce
 
 
 @pytest.mark.parametrize("extra", ["--embedding full", "--embedding hard --dictionary gaussian", "--embedding conv",
+                                   "--embedding simple --avg-pool false --batch-norm false --bottleneck false",
+                                   "--embedding full --dictionary gaussian_centroids",
                                    "--model vgg --width 8 --depth 2 --mlp-hidden-layers 0",
                                    "--depth 2 --embedding hard --pool-size 2 --pool-stride 2"])
 def test_tiny_run(tmp_path, extra, capsys):

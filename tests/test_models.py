@@ -6,6 +6,7 @@ import torch
 from patchnb import data, train
 from patchnb.embedding import PatchEmbedding, build_dictionary
 from patchnb.models import LocallyLinearNetwork, VGGLike, train_layerwise, vanilla_cnn
+from patchnb.models.patch import SimpleNetwork, patch_layer, seeded_init
 
 
 def _dict(c=1, p=5, n=32, seed=0):
@@ -111,3 +112,81 @@ def test_one_resnet18_for_ssl_and_vision():
         ResNet18(1, 0)
     with pytest.raises(ValueError, match="blocks"):
         ResNet18(1, 4, blocks=(2, 0))
+
+
+def _simple(n=8, k=3, p=3, shape=(2, 7, 7), classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    d = shape[0] * p * p
+    emb = PatchEmbedding(torch.randn(n, d, generator=g), torch.eye(d), p, shape[0], k, "hard")
+    with seeded_init(seed):
+        return SimpleNetwork(emb, shape, classes)
+
+
+def test_simple_network_is_one_linear_layer_over_the_full_embedding():
+    """Table 2's Simple model (original ``--full_embedding True``): its logits and weight gradients are
+    those of one linear layer over the flattened (B, N*D, H', W') embedding, computed here directly
+    (materialised, the original's order), also in the chunked evaluation path."""
+    net = _simple()
+    x = torch.randn(5, 2, 7, 7)
+    full = net.full_embedding(x)
+    assert full.shape == (5, 8 * 18, 5, 5)
+    mask = net.embedding.mask(x)  # block q of a position is its patch where q is a neighbour, else 0
+    patch = torch.nn.functional.unfold(x, 3).view(5, 18, 5, 5)
+    assert torch.equal(full.view(5, 8, 18, 5, 5), mask[:, :, None] * patch[:, None])
+    ref = full.flatten(1) @ net.linear_weight().T + net.bias
+    ref.square().sum().backward()
+    g_ref = net.weight.grad.clone()
+    net.weight.grad = None
+    out = net(x)
+    out.square().sum().backward()
+    assert torch.allclose(out, ref, atol=1e-5) and torch.allclose(net.weight.grad, g_ref, atol=1e-4)
+    net.CHUNK_FLOATS = 1  # one image per chunk without gradients
+    with torch.no_grad():
+        assert torch.allclose(net(x), ref, atol=1e-5)
+
+
+def test_simple_network_size_and_init():
+    """N*D*H'*W'*classes + classes parameters, as the docstring states for the cpu and paper presets,
+    initialised as nn.Linear over the whole embedding (uniform in +-1/sqrt(features))."""
+    cpu = patch_layer(PatchEmbedding.from_dictionary(_dict(n=64), 16, "hard"), (1, 28, 28), 10, simple=True,
+                      use_pool=False, use_batch_norm=False, use_bottleneck=False)
+    assert isinstance(cpu, SimpleNetwork) and sum(p.numel() for p in cpu.parameters()) == 64 * 25 * 24 * 24 * 10 + 10
+    assert sum(p.numel() for p in cpu.parameters()) == 9_216_010
+    bound = 1 / (64 * 25 * 24 * 24) ** 0.5
+    assert cpu.weight.abs().max() <= bound and cpu.weight.abs().max() > 0.99 * bound
+    emb = PatchEmbedding.from_dictionary(_dict(c=3, n=256), 64, "hard")
+    with torch.device("meta"):  # the paper preset's size without allocating it
+        paper = SimpleNetwork(emb, (3, 32, 32), 10)
+    assert sum(p.numel() for p in paper.parameters()) == 256 * 75 * 28 * 28 * 10 + 10 == 150_528_010
+    # the factorised variant (a 1x1 conv N*D -> N, then the head) is a different, smaller-rank model
+    fact = LocallyLinearNetwork(PatchEmbedding.from_dictionary(_dict(n=64), 16, "simple"), (1, 28, 28), 10,
+                                use_pool=False, use_batch_norm=False, use_bottleneck=False)
+    assert sum(p.numel() for p in fact.parameters()) == (64 * 25 * 64 + 64) + (64 * 24 * 24 * 10 + 10)
+
+
+def test_simple_network_bad_options():
+    with pytest.raises(ValueError, match="mode 'hard'"):
+        SimpleNetwork(PatchEmbedding.from_dictionary(_dict(), 4, "full"), (1, 16, 16))
+    with pytest.raises(ValueError, match="use_pool"):
+        patch_layer(PatchEmbedding.from_dictionary(_dict(), 4, "hard"), (1, 16, 16), simple=True)
+    with pytest.raises(ValueError, match="depth=2"):
+        train_layerwise(torch.randn(8, 1, 16, 16), lambda m: None, depth=2, mode="simple", n_centroids=8, ks=(2, 2),
+                        n_patches=100)
+    with pytest.raises(ValueError, match="input must be"):
+        _simple()(torch.randn(2, 1, 7, 7))
+    with pytest.raises(ValueError, match="dictionary"):
+        train_layerwise(torch.randn(8, 1, 16, 16), lambda m: None, depth=1, dictionary="uniform")
+
+
+def test_layerwise_simple_and_dictionaries():
+    """mode='simple' builds the SimpleNetwork at depth 1; dictionary='gaussian' (the original's random
+    patches) and 'gaussian_centroids' (the earlier variant) both build a layer of N centroids."""
+    x = torch.randn(40, 1, 12, 12)
+    (net, _), = train_layerwise(x, lambda m: None, depth=1, kernel_sizes=(5,), ks=(4,), n_centroids=(16,),
+                                n_patches=(500,), n_iter=3, mode="simple", use_pool=(False,),
+                                use_batch_norm=(False,), use_bottleneck=False)
+    assert isinstance(net, SimpleNetwork) and net(x[:3]).shape == (3, 10)
+    for dictionary in ("gaussian", "gaussian_centroids"):
+        out = train_layerwise(x, lambda m: None, depth=2, kernel_sizes=(5, 3), ks=(4, 2), n_centroids=(16, 8),
+                              n_patches=(500, 300), n_iter=3, dictionary=dictionary)
+        assert out[1][0](x[:2]).shape == (2, 10) and out[1][0].top.embedding.n == 8

@@ -1,12 +1,14 @@
-"""Hand-worked checks of the patch network of Brutzkus et al. (ICML 2022, Sec. 5): a forward of the head
-and of the locally linear network on tiny inputs, computed by hand, and the dictionary
-(``build_dictionary``: whitening + k-means of patches) on data whose clusters are known."""
+"""Hand-worked checks of the patch network of Brutzkus et al. (ICML 2022, Sec. 5): a forward of the head,
+of the locally linear network and of Table 2's Simple model on tiny inputs, computed by hand; the
+dictionary (``build_dictionary``: whitening + k-means of patches) on data whose clusters are known; and
+Table 1's random-patch dictionary (whitened by the random patches' own covariance, as the original)."""
 
 import pytest
 import torch
 
+from patchnb import patches
 from patchnb.embedding import PatchEmbedding, build_dictionary
-from patchnb.models.patch import Head, LocallyLinearNetwork
+from patchnb.models.patch import Head, LocallyLinearNetwork, SimpleNetwork, make_dictionary, random_patch_dictionary
 
 
 def _set(param: torch.nn.Parameter | torch.Tensor, values) -> None:
@@ -107,3 +109,51 @@ def test_whitened_dictionary_recovers_whitened_clusters():
     nearest = torch.cdist(centers, d["centroids"] @ torch.linalg.inv(d["whitening"]))
     assert sorted(nearest.argmin(1).tolist()) == [0, 1, 2]
     assert nearest.min(1).values.max() < 0.05
+
+
+def test_simple_network_forward_by_hand():
+    """Table 2's Simple model (the original's ``--full_embedding True``): the full embedding of IMAGE is
+    2 blocks x 4 patch values x 2x2 positions = 32 features, block 0 holding the patch [1,1,1,1] at (0,0)
+    only (its nearest centroid is c_0) and block 1 the patches [1,0,1,0], [1,1,0,0], [1,0,0,0] at (0,1),
+    (1,0), (1,1); ONE linear layer over the 32 features: 2*4*2*2*1 + 1 = 33 parameters. With weights
+    1..32 in the (block, value, row, col) order and bias 0.5: block 0 adds weights 1, 5, 9, 13 (= 28),
+    block 1 weights 18 + 26 (= 44), 19 + 23 (= 42) and 20: 28 + 44 + 42 + 20 + 0.5 = 134.5."""
+    emb = PatchEmbedding(CENTROIDS, torch.eye(4), patch_size=2, channels=1, k=1, mode="hard")
+    net = SimpleNetwork(emb, (1, 3, 3), n_classes=1)
+    assert sum(p.numel() for p in net.parameters()) == 2 * 4 * 2 * 2 * 1 + 1
+    full = torch.zeros(2, 4, 2, 2)  # (block q, patch value d, row, col)
+    full[0, :, 0, 0] = torch.tensor([1.0, 1, 1, 1])
+    full[1, :, 0, 1] = torch.tensor([1.0, 0, 1, 0])
+    full[1, :, 1, 0] = torch.tensor([1.0, 1, 0, 0])
+    full[1, :, 1, 1] = torch.tensor([1.0, 0, 0, 0])
+    assert torch.equal(net.full_embedding(IMAGE)[0], full.view(8, 2, 2))
+    with torch.no_grad():  # the original's nn.Linear weight (1, 32) in its flatten order, written through our layout
+        net.weight.copy_(torch.arange(1.0, 33).view(1, 2, 4, 4).permute(3, 1, 0, 2))
+        net.bias.fill_(0.5)
+        assert net.linear_weight()[0].tolist() == list(range(1, 33))
+        assert net(IMAGE).item() == pytest.approx(134.5)
+        assert net(IMAGE.repeat(3, 1, 1, 1)).flatten().tolist() == pytest.approx([134.5] * 3)
+
+
+def test_random_patch_dictionary_whitens_by_its_own_patches():
+    """Table 1's random patches as the original (``--random_gaussian_patches True``): gaussian patches
+    whitened with THEIR covariance. Four 2-value patches with n_patches = n_centroids are used as they
+    are (no k-means, as the original), so the centroids are the whitened patches; W is the PCA whitening
+    of the patches' own covariance (centred, / n) by hand, U diag(1 / (sqrt(lambda) + eps)), so the
+    centroids' covariance is diag(lambda / (sqrt(lambda) + eps)^2), the identity but for eps. The images
+    play no part: two data sets give one dictionary."""
+    d = random_patch_dictionary(channels=2, patch_size=1, n_patches=4, n_centroids=4, seed=3, eps=1e-3)
+    pts = patches.gaussian_patches(4, 2, 1, seed=3).flatten(1).double()
+    centred = pts - pts.mean(0)
+    lam, u = torch.linalg.eigh(centred.T @ centred / 4)
+    w = u / (lam.sqrt() + 1e-3)
+    assert torch.allclose(d["whitening"].double().abs(), w.abs(), atol=1e-5)  # eigenvector signs are free
+    assert torch.allclose(d["centroids"].double(), pts @ d["whitening"].double(), atol=1e-5)
+    c = d["centroids"].double()
+    cov = (c - c.mean(0)).T @ (c - c.mean(0)) / 4
+    assert torch.allclose(cov, torch.diag(lam / (lam.sqrt() + 1e-3) ** 2), atol=1e-5)
+    assert torch.allclose(d["mean"].double(), pts.mean(0), atol=1e-6)
+    a = make_dictionary(torch.randn(5, 2, 4, 4), 1, 4, 4, "gaussian", seed=3)
+    b = make_dictionary(10 * torch.rand(7, 2, 6, 6), 1, 4, 4, "gaussian", seed=3)
+    assert all(torch.equal(a[key], b[key]) for key in ("centroids", "whitening"))
+    assert torch.equal(a["centroids"], d["centroids"])

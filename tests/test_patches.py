@@ -74,3 +74,26 @@ def test_figure5_variants_and_unit_normalize():
     u, dropped = patches.unit_normalize(v["original"])
     assert dropped["zero_norm"] == 30 and torch.isfinite(u).all()
     assert torch.allclose(u.norm(dim=1), torch.ones(len(u)), atol=1e-5)
+
+
+def test_gaussian_patches_as_the_original_draws_them():
+    """ceil(1.01 n) standard gaussian patches, low norms dropped, the first n kept; seeded; no images."""
+    p = patches.gaussian_patches(100, 3, 5, seed=4)
+    g = torch.Generator().manual_seed(4)
+    assert p.shape == (100, 3, 5, 5) and torch.equal(p, torch.randn(101, 3, 5, 5, generator=g)[:100])
+    assert torch.equal(p, patches.gaussian_patches(100, 3, 5, seed=4))
+    with pytest.raises(ValueError, match="channels"):
+        patches.gaussian_patches(10, 0, 5)
+
+
+def test_whitening_from_a_sample_of_patches_by_hand():
+    """Patches (1, 0), (-1, 0), (0, 2), (0, -2) (as (n, C, p, p) = (4, 2, 1, 1)): mean 0, covariance
+    (/ n) diag(1/2, 2); PCA whitening 1 / (sqrt(lambda) + eps) per eigenvector: 1/(sqrt(0.5)+eps) and
+    1/(sqrt(2)+eps), eigenvalues ascending."""
+    pts = torch.tensor([[1.0, 0], [-1, 0], [0, 2], [0, -2]]).view(4, 2, 1, 1)
+    w = patches.Whitening.from_patches(pts, "pca", eps=1e-3)
+    assert w.mean.tolist() == [0, 0] and w.eigenvalues.tolist() == pytest.approx([0.5, 2.0])
+    expected = torch.tensor([1 / (0.5 ** 0.5 + 1e-3), 1 / (2 ** 0.5 + 1e-3)])
+    assert torch.allclose(w.matrix.abs().max(0).values, expected, atol=1e-6)
+    with pytest.raises(ValueError, match="patches"):
+        patches.Whitening.from_patches(torch.tensor([1.0, 2.0]))

@@ -1,19 +1,34 @@
 """The locally linear network of Brutzkus et al., "Efficient Learning of CNNs using Patch Based
 Features", ICML 2022 (Sec. 5, Tables 1-4): a patch embedding (Phi_hard / Phi_full, or a learnable
-conv + ReLU for the vanilla CNN), then AvgPool -> BatchNorm -> 1x1 bottleneck -> Linear; and the
-layerwise deep version (Table 4)."""
+conv + ReLU for the vanilla CNN), then AvgPool -> BatchNorm -> 1x1 bottleneck -> Linear; Table 2's
+*Simple* model (:class:`SimpleNetwork`: one linear layer over the whole N*D*H*W embedding); the
+dictionaries of the Table 1 ablation (:func:`random_patch_dictionary`); and the layerwise deep
+version (Table 4)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_int
-from ..embedding import PatchEmbedding, build_dictionary, pooled_size
+from .. import cluster, patches
+from ..checks import check_choice, check_float, check_int
+from ..embedding import MODES, PatchEmbedding, build_dictionary, pooled_size
+
+#: the embedding modes of a patch network: the :class:`~patchnb.embedding.PatchEmbedding` modes, where
+#: ``simple`` is Table 2's *Simple* model as the original (:class:`SimpleNetwork`), plus
+#: ``simple_factorised``, this package's earlier variant of it (``PatchEmbedding`` mode ``simple``: a 1x1
+#: conv N*D -> N before the :class:`Head`; not the original's)
+NETWORK_MODES = (*MODES, "simple_factorised")
+#: how a dictionary is built: ``kmeans`` (k-means of data patches, whitened with the data's patch
+#: covariance: the paper's method), ``gaussian`` (Table 1's random patches as the original:
+#: :func:`random_patch_dictionary`), ``gaussian_centroids`` (this package's earlier variant: standard
+#: gaussian centroids drawn directly in the data-whitened space; not the original's)
+DICTIONARIES = ("kmeans", "gaussian", "gaussian_centroids")
 
 
 class Head(nn.Module):
@@ -46,6 +61,173 @@ class Head(nn.Module):
 
     def forward(self, x: torch.Tensor, pooled: bool = False) -> torch.Tensor:
         return self.linear(self.features(x, pooled).flatten(1))
+
+
+class SimpleNetwork(nn.Module):
+    """Table 2's *Simple* model as the original (``main.py --full_embedding True``, Brutzkus et al. 2022,
+    Sec. 5.2): the *full embedding* then ONE linear layer over all of it, no pooling, BatchNorm nor
+    bottleneck (the original asserts them off).
+
+    The full embedding at a position holds N blocks of the raw patch (D = C p p values): block q is the
+    patch when centroid q is among its k nearest, else zeros (the Phi_hard mask of ``embedding``, a
+    ``hard``-mode :class:`~patchnb.embedding.PatchEmbedding`, times the patch). The map (B, N*D, H', W')
+    is flattened in (q, d, row, col) order, the original's, into one linear layer to ``n_classes``
+    (:meth:`linear_weight`, ``(n_classes, N*D*H'*W')``, and ``bias``; initialised as ``nn.Linear``'s,
+    uniform in +-1/sqrt(N*D*H'*W')): every centroid has its own linear function of the patch at every
+    position, the unconstrained counterpart of Phi_full (whose one conv C -> N is shared by a position's
+    neighbours).
+
+    Size: N*D*H'*W'*n_classes + n_classes parameters. At the Table 2 cpu preset (Fashion-MNIST 28x28,
+    p = 5, N = 64) 921,600 features and 9,216,010 parameters (37 MB); at N = 256 on Fashion-MNIST
+    36,864,010 (147 MB); at the paper preset (CIFAR-10 32x32x3, N = 256) 15,052,800 features and
+    150,528,010 parameters (602 MB), as the original's.
+
+    Computation (the same logits and gradients as ``full_embedding(x).flatten(1) @ linear_weight().T +
+    bias``, tested): the embedding is not materialised. The weight is stored position-major, ``weight``
+    of shape (H'*W', N, n_classes, D), so that per position the mask (B, N) times that position's
+    weights (N, n_classes*D) is one batched GEMM, its product with the raw patch a second one (summing
+    over D), then a sum over the positions. The largest intermediate is B*H'*W'*n_classes*D floats (32
+    images at cpu: 18 MB) instead of B*N*D*H'*W' (118 MB). Without gradients (evaluation) images go
+    through in chunks of at most :attr:`CHUNK_FLOATS` intermediate floats."""
+
+    CHUNK_FLOATS = 2 ** 25  # intermediate floats per chunk when no gradient is needed (128 MB)
+
+    def __init__(self, embedding: PatchEmbedding, image_shape: Sequence[int], n_classes: int = 10) -> None:
+        super().__init__()
+        if not isinstance(embedding, PatchEmbedding) or embedding.mode != "hard":
+            raise ValueError("embedding must be a PatchEmbedding in mode 'hard' (its k-nearest-centroid mask is "
+                             f"the Simple model's selection), got {getattr(embedding, 'mode', type(embedding))!r}")
+        if len(image_shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+        for v in image_shape:
+            check_int("image_shape", v, 1)
+        check_int("n_classes", n_classes, 1)
+        c, h, w = image_shape
+        if embedding.channels != c:
+            raise ValueError(f"the dictionary has {embedding.channels}-channel patches but the input has {c} channels")
+        p = embedding.patch_size
+        if p > min(h, w):
+            raise ValueError(f"patch_size={p} is larger than the {h}x{w} input")
+        self.embedding, self.image_shape, self.n_classes = embedding, tuple(image_shape), n_classes
+        self.patch_dim = c * p * p
+        self.out_shape = (embedding.n * self.patch_dim, h - p + 1, w - p + 1)
+        positions = self.out_shape[1] * self.out_shape[2]
+        bound = 1 / math.sqrt(math.prod(self.out_shape))  # nn.Linear's default over the whole embedding
+        self.weight = nn.Parameter(torch.empty(positions, embedding.n, n_classes, self.patch_dim).uniform_(-bound,
+                                                                                                           bound))
+        self.bias = nn.Parameter(torch.empty(n_classes).uniform_(-bound, bound))
+
+    def linear_weight(self) -> torch.Tensor:
+        """The weight as the original's ``nn.Linear`` holds it: (n_classes, N*D*H'*W'), in the flatten order
+        (q, d, row, col) of :meth:`full_embedding` (a view of ``weight``)."""
+        s, n, c, d = self.weight.shape
+        return self.weight.permute(2, 1, 3, 0).reshape(c, n * d * s)
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != 4 or tuple(x.shape[1:]) != self.image_shape:
+            raise ValueError(f"input must be (B, {', '.join(map(str, self.image_shape))}), got {tuple(x.shape)}")
+
+    def full_embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, N*D, H', W'), materialised: block q (channels q*D .. q*D + D - 1) of a position is its raw
+        patch (the ``F.unfold`` order: channel, row, col) if centroid q is among its k nearest, else 0."""
+        self._check(x)
+        with torch.no_grad():
+            m = self.embedding.mask(x)  # (B, N, H', W'), frozen
+        b, n, h, w = m.shape
+        patch = F.unfold(x, self.embedding.patch_size).view(b, 1, -1, h, w)
+        return (m.unsqueeze(2) * patch).reshape(b, -1, h, w)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The full embedding: what the original's ``embedding_mode`` returns (the linear layer's input)."""
+        return self.full_embedding(x)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            m = self.embedding.mask(x)  # (B, N, H', W'), frozen
+        b, n, h, w = m.shape
+        s, c, d = h * w, self.n_classes, self.patch_dim
+        ms = m.permute(2, 3, 0, 1).reshape(s, b, n)  # (S, B, N)
+        u = torch.bmm(ms, self.weight.view(s, n, c * d)).view(s, b, c, d)  # per position: its k centroids' maps
+        ps = F.unfold(x, self.embedding.patch_size).permute(2, 0, 1).reshape(s * b, d, 1)  # (S*B, D, 1)
+        return torch.bmm(u.view(s * b, c, d), ps).view(s, b, c).sum(0) + self.bias  # sum over D, then positions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        s, _, c, d = self.weight.shape
+        step = max(1, self.CHUNK_FLOATS // (s * c * d))
+        if torch.is_grad_enabled() or len(x) <= step:
+            return self._logits(x)
+        return torch.cat([self._logits(x[i:i + step]) for i in range(0, len(x), step)])
+
+
+def random_patch_dictionary(channels: int, patch_size: int, n_patches: int, n_centroids: int,
+                            whitening: str = "pca", seed: int = 0, n_iter: int = 20, eps: float = 1e-3) -> dict:
+    """The dictionary of Table 1's *random patches* as the original builds it (``main.py
+    --random_gaussian_patches True``, Brutzkus et al. 2022): ``n_patches`` standard gaussian patches in the
+    pixel frame (:func:`~patchnb.patches.gaussian_patches`: ceil(1.01 n) drawn, norms < 0.01 dropped), the
+    whitening computed from *their own* covariance (:meth:`~patchnb.patches.Whitening.from_patches`; the
+    data's patches are not used at all), the whitened random patches clustered by k-means into
+    ``n_centroids`` centroids (used as they are when ``n_patches == n_centroids``, as the original).
+
+    The embedding compares an image patch x with a centroid c through ``-<x, W c> + ||c||^2 / 2`` where W
+    is this random whitening, nearly ``U / (1 + eps)`` with U orthogonal since the random patches'
+    covariance is nearly the identity: the centroids live (up to that rotation) in the *pixel* frame of
+    the model's input. Contrast ``gaussian_centroids`` (:data:`DICTIONARIES`): gaussian centroids in the
+    data-whitened frame. Returns the keys of :func:`~patchnb.embedding.build_dictionary`."""
+    check_choice("whitening", whitening, patches.WHITENINGS)
+    for name, value in (("channels", channels), ("patch_size", patch_size), ("n_patches", n_patches),
+                        ("n_centroids", n_centroids), ("n_iter", n_iter)):
+        check_int(name, value, 1)
+    check_float("eps", eps, 0.0, strict_min=True)
+    if n_centroids > n_patches:
+        raise ValueError(f"n_centroids={n_centroids} is more than n_patches={n_patches}: k-means needs at least as "
+                         f"many random patches as centroids (raise n_patches or lower n_centroids)")
+    pts = patches.gaussian_patches(n_patches, channels, patch_size, seed).flatten(1)
+    wh = patches.Whitening.from_patches(pts, whitening, eps)
+    white = wh(pts)
+    centroids = white if n_patches == n_centroids else cluster.kmeans(white, n_centroids, n_iter, seed).centroids
+    return {"centroids": centroids.float(), "whitening": wh.matrix.float(), "patch_size": patch_size,
+            "channels": channels, "mean": wh.mean.float()}
+
+
+def make_dictionary(images_float: torch.Tensor, patch_size: int, n_patches: int, n_centroids: int,
+                    dictionary: str = "kmeans", whitening: str = "pca", seed: int = 0, n_iter: int = 20) -> dict:
+    """The dictionary of one layer by the method ``dictionary`` (:data:`DICTIONARIES`) from the layer's
+    input ``images_float`` (for ``gaussian`` only its channel count is used)."""
+    check_choice("dictionary", dictionary, DICTIONARIES)
+    if dictionary == "gaussian":
+        if not isinstance(images_float, torch.Tensor) or images_float.ndim != 4:
+            raise ValueError(f"images_float must be (N, C, H, W), got {getattr(images_float, 'shape', images_float)}")
+        return random_patch_dictionary(images_float.shape[1], patch_size, n_patches, n_centroids, whitening, seed,
+                                       n_iter)
+    return build_dictionary(images_float, patch_size, n_patches, n_centroids, whitening, seed,
+                            random_gaussian=dictionary == "gaussian_centroids", n_iter=n_iter)
+
+
+def _no_head_options(**options) -> None:
+    on = [name for name, value in options.items() if value]
+    if on:
+        raise ValueError(f"mode='simple' (Table 2's Simple model: one linear layer over the whole embedding) has no "
+                         f"pooling, BatchNorm or bottleneck, as the original asserts; turn off {', '.join(on)} "
+                         f"(or use mode='simple_factorised')")
+
+
+def patch_layer(embedding: PatchEmbedding | None, image_shape: Sequence[int], n_classes: int = 10,
+                simple: bool = False, **head) -> nn.Module:
+    """One layer: :class:`SimpleNetwork` when ``simple`` (``head`` must switch pooling, BatchNorm and the
+    bottleneck off), else :class:`LocallyLinearNetwork` with ``head``."""
+    if simple:
+        _no_head_options(use_pool=head.get("use_pool", True), use_batch_norm=head.get("use_batch_norm", True),
+                         use_bottleneck=head.get("use_bottleneck", True),
+                         relu_after_bottleneck=head.get("relu_after_bottleneck", False))
+        return SimpleNetwork(embedding, image_shape, n_classes)
+    return LocallyLinearNetwork(embedding, image_shape, n_classes, **head)
+
+
+def _embedding_mode(mode: str) -> str:
+    """The :class:`~patchnb.embedding.PatchEmbedding` mode of a network mode (:data:`NETWORK_MODES`)."""
+    check_choice("mode", mode, NETWORK_MODES)
+    return {"simple": "hard", "simple_factorised": "simple"}.get(mode, mode)
 
 
 def _check_k(k: int, n: int) -> None:
@@ -121,18 +303,20 @@ def seeded_init(seed: int):
 
 def patch_network(images_float: torch.Tensor, n_classes: int, n_centroids: int = 256, k: int | None = None,
                   patch_size: int = 5, n_patches: int = 65536, mode: str = "full", whitening: str = "pca",
-                  seed: int = 0, kmeans_iters: int = 10, **head) -> LocallyLinearNetwork:
+                  seed: int = 0, kmeans_iters: int = 10, **head) -> nn.Module:
     """A depth-1 patch network end to end (Brutzkus et al., ICML 2022, Sec. 5): the unsupervised
     stage (whitened k-means dictionary of ``n_centroids`` patches from ``images_float``, normalised
     as the model sees them), then the locally linear network with the ``mode`` embedding
-    (Phi_full by default) and ``k`` nearest centroids (default N/4, the paper's ratio)."""
+    (:data:`NETWORK_MODES`, Phi_full by default; ``simple`` is a :class:`SimpleNetwork`) and ``k``
+    nearest centroids (default N/4, the paper's ratio)."""
+    emb_mode = _embedding_mode(mode)
     k = k or max(1, n_centroids // 4)
     _check_k(k, n_centroids)
     d = build_dictionary(images_float, patch_size, min(n_patches, _max_patches(images_float, patch_size)),
                          n_centroids, whitening, seed, n_iter=kmeans_iters)
     with seeded_init(seed):
-        return LocallyLinearNetwork(PatchEmbedding.from_dictionary(d, k, mode), images_float.shape[1:], n_classes,
-                                    **head)
+        return patch_layer(PatchEmbedding.from_dictionary(d, k, emb_mode), images_float.shape[1:], n_classes,
+                           simple=mode == "simple", **head)
 
 
 def _max_patches(images: torch.Tensor, patch_size: int) -> int:
@@ -203,21 +387,29 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
                     mode: str = "full", use_pool: Sequence[bool] | None = None,
                     use_batch_norm: Sequence[bool] | None = None, pool_size: int = 2,
                     pool_stride: int = 2, whitening: str = "pca", seed: int = 0, vanilla: bool = False,
-                    n_iter: int = 20, random_gaussian: bool = False, **head) -> list[tuple[nn.Module, object]]:
+                    n_iter: int = 20, dictionary: str = "kmeans", **head) -> list[tuple[nn.Module, object]]:
     """The layerwise deep version (Brutzkus et al. 2022, Table 4): train layer 1, freeze it, build a
     new dictionary from the previous layer's bottleneck output (``patch_moments(...,
     transform=frozen_prefix)``), train the next layer on top, up to ``depth``.
 
     ``images_float``: training images in the normalisation the model sees (for the dictionaries).
     ``train_fn(model) -> result`` trains one stacked model (e.g. wraps ``patchnb.train.fit``).
-    ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU); ``random_gaussian=True``
-    uses gaussian dictionaries (the Table 1 ablation). Per-layer arguments
+    ``vanilla=True`` is the layerwise CNN (each layer a learnable conv + ReLU); ``dictionary`` is how each
+    layer's dictionary is built (:data:`DICTIONARIES`: ``gaussian`` is the Table 1 ablation as the
+    original, :func:`random_patch_dictionary`). ``mode`` is one of :data:`NETWORK_MODES`; ``simple``
+    (Table 2's :class:`SimpleNetwork`) exists at depth 1 only, as one linear layer over the whole
+    embedding has no bottleneck to stack on. Per-layer arguments
     (kernel sizes, k, pooling, BN, N, n_patches) take one entry per layer; left out, Table 4's
     (:data:`TABLE4_LAYERS`) cut to ``depth``. Returns [(model, result)]
     for depths 1..depth.
     """
     if depth < 1:
         raise ValueError(f"depth={depth} must be >= 1")
+    check_choice("dictionary", dictionary, DICTIONARIES)
+    emb_mode = _embedding_mode(mode)
+    if mode == "simple" and not vanilla and depth > 1:
+        raise ValueError(f"mode='simple' (one linear layer over the whole embedding) has no bottleneck output to "
+                         f"stack: depth={depth} must be 1 (or use mode='simple_factorised')")
     kernel_sizes = table4_layers("kernel_size", depth) if kernel_sizes is None else kernel_sizes
     ks = table4_layers("k", depth) if ks is None else ks
     use_pool = table4_layers("avg_pool", depth) if use_pool is None else use_pool
@@ -240,14 +432,14 @@ def train_layerwise(images_float: torch.Tensor, train_fn: Callable[[nn.Module], 
         d = None
         if not vanilla:
             feats = prefix(images_float) if i else images_float
-            d = build_dictionary(feats, kernel_sizes[i], n_patches[i], n_centroids[i], whitening, seed + i,
-                                 random_gaussian=random_gaussian, n_iter=n_iter)
+            d = make_dictionary(feats, kernel_sizes[i], n_patches[i], n_centroids[i], dictionary, whitening,
+                                seed + i, n_iter)
         with seeded_init(seed + i):  # layer i's initialisation depends on the seed only
-            emb = None if vanilla else PatchEmbedding.from_dictionary(d, ks[i], mode)
-            top = LocallyLinearNetwork(emb, x_shape, n_classes, conv_channels=n_centroids[i],
-                                       patch_size=kernel_sizes[i], use_pool=use_pool[i],
-                                       use_batch_norm=use_batch_norm[i], pool_size=pool_size,
-                                       pool_stride=pool_stride, **head)
+            emb = None if vanilla else PatchEmbedding.from_dictionary(d, ks[i], emb_mode)
+            top = patch_layer(emb, x_shape, n_classes, simple=mode == "simple" and not vanilla,
+                              conv_channels=n_centroids[i], patch_size=kernel_sizes[i], use_pool=use_pool[i],
+                              use_batch_norm=use_batch_norm[i], pool_size=pool_size, pool_stride=pool_stride,
+                              **head)
         model = StackedNetwork(prefix, top) if i else top
         result = train_fn(model)
         out.append((model, result))

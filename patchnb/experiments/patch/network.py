@@ -2,11 +2,13 @@
 Features" (ICML 2022), and what the chapter's five pages share.
 
 What it reproduces: one run of the original ``main.py`` (AlonNT/patch-based-learning): the
-unsupervised stage (a k-means dictionary of whitened patches, or gaussian centroids), the locally
-linear network with the Phi_full / Phi_hard embedding (Sec. 5) and its head (AvgPool -> BatchNorm ->
-1x1 bottleneck -> linear), the vanilla one-hidden-layer CNN, the layerwise deep version and the
-VGG-like CNN of Table 4. :class:`RunConfig` is one such run (the options of ``patchnb train``),
-:func:`run_network` trains it with :func:`patchnb.train.fit`.
+unsupervised stage (a k-means dictionary of whitened patches, or Table 1's random patches: gaussian
+patches whitened by their own covariance and clustered, as the original), the locally linear network
+with the Phi_full / Phi_hard embedding (Sec. 5) and its head (AvgPool -> BatchNorm -> 1x1 bottleneck ->
+linear), Table 2's Simple model (one linear layer over the whole embedding), the vanilla
+one-hidden-layer CNN, the layerwise deep version and the VGG-like CNN of Table 4. :class:`RunConfig` is
+one such run (the options of ``patchnb train``), :func:`run_network` trains it with
+:func:`patchnb.train.fit`.
 
 What the pages share (:class:`ChapterConfig`): the budget of every run (data sizes, epochs, SGD, N, k,
 patches for k-means; :data:`BUDGETS` per scale), the data splits, a variant's runs over seeds
@@ -40,16 +42,16 @@ from ...book import pm
 from ...cache import cached
 from ...checks import check_choice, check_float, check_int
 from ...data import Splits, load_splits
-from ...embedding import MODES
 from ...models import VGGLike, train_layerwise
-from ...models.patch import seeded_init, table4_layers
+from ...models.patch import DICTIONARIES, NETWORK_MODES, seeded_init, table4_layers
 from ...train import Classification, TrainConfig, fit, mean_std
 from ..base import ExperimentConfig
 from ..verdict import MIN_BUDGETS
 
 MODELS = ("patch", "vgg")
-EMBEDDINGS = (*MODES, "conv")
-DICTIONARIES = ("kmeans", "gaussian")
+#: ``simple`` is Table 2's Simple model as the original (one linear layer over the whole embedding),
+#: ``simple_factorised`` this package's earlier variant (a 1x1 conv N*D -> N first; not the original's)
+EMBEDDINGS = (*NETWORK_MODES, "conv")
 WHITENINGS = ("pca", "zca", "none")
 PER_LAYER = ("k", "kernel_size", "avg_pool", "batch_norm", "padding")
 #: datasets the pages can load without a folder (``imagefolder`` needs ``patchnb train --data-root``)
@@ -112,8 +114,17 @@ class RunConfig:
                 raise ValueError(f"{name} has {len(v)} entries but depth={self.depth}; give one or one per layer")
         if self.model == "vgg" and self.embedding != "full":
             raise ValueError("embedding applies to --model patch only; the VGG baseline is a plain CNN")
-        if self.depth > 1 and self.model == "patch" and self.dictionary == "gaussian" and self.embedding == "conv":
-            raise ValueError("dictionary='gaussian' has no meaning with embedding='conv'")
+        if self.depth > 1 and self.model == "patch" and self.dictionary != "kmeans" and self.embedding == "conv":
+            raise ValueError(f"dictionary={self.dictionary!r} has no meaning with embedding='conv'")
+        if self.model == "patch" and self.embedding == "simple":
+            on = [f"--{name.replace('_', '-')}" for name, value in
+                  (("avg_pool", any(self.layers("avg_pool"))), ("batch_norm", any(self.layers("batch_norm"))),
+                   ("bottleneck", self.bottleneck), ("relu_after_bottleneck", self.relu_after_bottleneck)) if value]
+            if on or self.depth != 1:
+                raise ValueError(f"embedding='simple' (Table 2's Simple model: one linear layer over the whole "
+                                 f"embedding, as the original's --full_embedding) runs at depth 1 without pooling, "
+                                 f"BatchNorm or bottleneck; set {' '.join(f'{o} false' for o in on) or 'depth 1'} "
+                                 f"(got depth={self.depth}) or use embedding='simple_factorised'")
 
     def layers(self, name: str) -> list:
         """The per-layer list of ``name``: given (broadcast if one entry) or the paper's default."""
@@ -181,7 +192,7 @@ def run_network(cfg: RunConfig, splits: Splits | None = None, run_dir: str | Pat
         layers = train_layerwise(images, lambda m: train(m, next(counter)), n_classes, cfg.depth, kernel_sizes,
                                  cfg.layers("k"), cfg.n_centroids, cfg.n_patches, mode, pool, use_bn, cfg.pool_size,
                                  cfg.pool_stride, cfg.whitening, cfg.seed, vanilla, cfg.kmeans_iters,
-                                 random_gaussian=cfg.dictionary == "gaussian", **head)
+                                 dictionary=cfg.dictionary, **head)
         first = layers[0][0]
         conv = first.conv if vanilla else getattr(first.embedding, "conv", None)
         out["first_conv"] = conv.weight.detach().clone() if conv is not None else None
