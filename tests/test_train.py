@@ -217,3 +217,46 @@ def test_classification_crops_with_black_borders_as_torchvision(splits):
     is_black, is_inside = torch.isclose(x, black), torch.isclose(x, inside)
     assert (is_black | is_inside).all() and is_black.any()  # only the image and black borders
     assert float(black) < 0 < float(inside)  # a black border is darker than the mean, which normalises to 0
+
+
+def test_bf16_and_channels_last_settings(splits):
+    """bf16 runs every training step under bfloat16 autocast (evaluation in fp32); channels_last stores the
+    model's 4-D weights NHWC (fp32: the same run up to rounding). At their defaults (off) they are not in the
+    fingerprint, which keeps the values recorded before they existed."""
+    assert train.TrainConfig().fingerprint() == "beeb634ab0a1"  # recorded before the two settings were added
+    assert train.TrainConfig(epochs=3, lr=0.1).fingerprint() == "8de881dd84f1"
+    assert train.TrainConfig(bf16=True).fingerprint() != train.TrainConfig().fingerprint()
+    assert train.TrainConfig(channels_last=True).fingerprint() != train.TrainConfig().fingerprint()
+    for name in ("bf16", "channels_last"):
+        with pytest.raises(ValueError, match=name):
+            train.TrainConfig(**{name: 1})
+    seen = []
+
+    class Spy(train.Classification):
+        def step(self, model, *args):
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            return super().step(model, *args)
+
+        def evaluate(self, model, *args, **kw):
+            seen.append(("eval", torch.is_autocast_enabled("cpu")))
+            return super().evaluate(model, *args, **kw)
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 8, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten(),
+                             nn.Linear(32, 10))
+
+    cfg = dict(CFG, epochs=2, max_steps_per_epoch=3)
+    plain = train.fit(net(), splits, train.TrainConfig(**cfg), Spy(), progress=False)
+    assert {s for s in seen if s[0] != "eval"} == {(False, torch.bfloat16)} and ("eval", False) in seen
+    seen.clear()
+    low = train.fit(net(), splits, train.TrainConfig(**cfg, bf16=True), Spy(), progress=False)
+    assert {s for s in seen if s[0] != "eval"} == {(True, torch.bfloat16)} and ("eval", True) not in seen
+    assert [r["loss"] for r in low.history] == pytest.approx([r["loss"] for r in plain.history], rel=0.05)
+    assert [r["loss"] for r in low.history] != [r["loss"] for r in plain.history]
+    model = net()
+    nhwc = train.fit(model, splits, train.TrainConfig(**cfg, channels_last=True), progress=False)
+    w = model[2].weight
+    assert w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+    base = train.fit(net(), splits, train.TrainConfig(**cfg), progress=False)
+    assert [r["loss"] for r in nhwc.history] == pytest.approx([r["loss"] for r in base.history], rel=1e-4)
