@@ -42,6 +42,7 @@ from ...book import pm
 from ...cache import cached
 from ...checks import check_choice, check_float, check_int
 from ...data import Splits, load_splits
+from ...embedding import cache_embeddings
 from ...models import VGGLike, train_layerwise
 from ...models.patch import DICTIONARIES, NETWORK_MODES, seeded_init, table4_layers
 from ...train import Classification, TrainConfig, fit, mean_std
@@ -169,6 +170,8 @@ def run_network(cfg: RunConfig, splits: Splits | None = None, run_dir: str | Pat
 
     def train(model, depth):
         sub = run_dir / f"depth{depth}" if run_dir and cfg.depth > 1 else run_dir
+        if not cfg.augment:  # every epoch sees the same images: Phi_hard / the Phi_full mask once per image (exact)
+            cache_embeddings(model)
         res = fit(model, splits, tcfg, method, run_dir=sub, name=f"{cfg.model}-{cfg.embedding}-d{depth}",
                   extra_config=extra, progress=progress)
         out["results"].append(_summary(res, depth))
