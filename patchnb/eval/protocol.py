@@ -9,7 +9,10 @@ gradients; :func:`patchnb.eval.features.features`) and reports
   test (accuracy, macro precision / recall / F1, confusion matrix) -- the protocol of Chen et al. 2020
   (SimCLR, sec. B.6) and Kolesnikov et al. 2019;
 * the **weighted kNN** classifier of Wu et al. (CVPR 2018, sec. 3.4; :func:`patchnb.metrics.knn_classify`)
-  with the training features as the bank, on val and test (``k = 20``, temperature ``0.07``);
+  with the training features as the bank, on val and test, with DINO's settings (Caron et al. 2021,
+  ``eval_knn``: ``k = 20``, temperature ``0.07``). Wu et al. used ``k = 200``; ``k = 20`` is kept because
+  the book's banks are small (4,000-60,000 images; 200 neighbours would be 5% of a 4,000-image bank), and
+  every page that reports the kNN says so;
 * **alignment and uniformity** of Wang & Isola (ICML 2020, arXiv:2005.10242, sec. 4.1;
   :func:`patchnb.eval.geometry.alignment_uniformity`) on up to ``n_geometry`` held-out test images
   (squared distances, distinct pairs, views = random crop after 4-pixel padding + flip).
@@ -35,7 +38,7 @@ from .features import features
 from .geometry import alignment_uniformity
 from .probe import WEIGHT_DECAYS, linear_probe
 
-#: the kNN settings of the protocol (Wu et al. 2018; DINO's ``eval_knn``)
+#: the kNN settings of the protocol: DINO's ``eval_knn`` (k 20, t 0.07); Wu et al. 2018 used k 200 with t 0.07
 KNN_K = 20
 KNN_TEMPERATURE = 0.07
 

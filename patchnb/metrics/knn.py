@@ -27,7 +27,8 @@ def knn_classify(train_feats: torch.Tensor, train_labels: torch.Tensor, query_fe
                  query_labels: torch.Tensor | None = None, k: int = 20, temperature: float = 0.07,
                  n_classes: int | None = None, chunk: int = 1024, device=None) -> KNNResult:
     r"""Weighted kNN of Wu et al. (CVPR 2018, "Unsupervised Feature Learning via Non-Parametric Instance
-    Discrimination", sec. 3.4), also DINO's ``eval_knn`` (Caron et al. 2021): features are l2-normalised,
+    Discrimination", sec. 3.4; they used ``k = 200``), also DINO's ``eval_knn`` (Caron et al. 2021, whose
+    ``k = 20`` and ``temperature = 0.07`` are the defaults here): features are l2-normalised,
     each query takes its ``k`` most cosine-similar bank items :math:`N_k` and class ``c`` receives
 
     .. math:: w_c = \sum_{i \in N_k} \exp(s_i / \tau)\, 1[y_i = c],
