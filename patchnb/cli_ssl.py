@@ -23,9 +23,10 @@ Epoch"; kachayev/ssl-in-one-epoch's ``main.py``):
 ``--arch resnet18-cifar``            ``--width 64`` (CIFAR-stem ResNet-18, features 8 x width);
                                      the ImageNet-stem variants are not offered
 ``--n_epochs`` (2) / ``--bs`` (100)  ``--epochs`` (2) / ``--batch-size`` (100)
-``--lr`` (0.3), LARS, cosine         ``--lr`` (0.3), ``optimizer=lars``, weight decay 1e-4,
-                                     momentum 0.9, cosine per step (the original's schedule
-                                     was broken; its LARS eta 0.005 is patchnb's 0.02)
+``--lr`` (0.3), LARS, cosine         ``--lr`` (0.3), ``optimizer=lars_solo`` (the official code's
+                                     solo-learn LARS wrapper: eta 0.005, clipping, biases and
+                                     norms excluded, Nesterov SGD), weight decay 1e-4, momentum
+                                     0.9, cosine per step (the port's schedule was broken)
 ``--h_dim`` (4096) / ``--z_dim``     ``--hidden-dim`` (4096) / ``--out-dim`` (1024) of the head
 ``--tcr_eps`` (0.2)                  ``--eps`` (0.2)
 ``--invariance_loss_weight`` (200)   ``--invariance-weight`` (200)
@@ -39,7 +40,8 @@ Epoch"; kachayev/ssl-in-one-epoch's ``main.py``):
 ``--eval_freq``                      per-epoch whole-image kNN on validation (model selection);
                                      the probe (:func:`patchnb.eval.evaluate_encoder`) runs once,
                                      at the end
-``--uniformity_loss vonmises``,      not offered (TCR only; backbone features; fixed weight 1;
+``--uniformity_loss vonmises``,      not offered (TCR only; the pre_feature layer's output as the
+                                     port's ``--emb_pool features``; fixed weight 1;
 ``--emb_pool proj``,                 no frozen pretrained head; one ``last.pt`` per run, so no
 ``--uniformity_loss_weight``,        ``cleanup``; tqdm instead of print frequencies)
 ``--pretrained_proj``, ``cleanup``,
@@ -259,7 +261,7 @@ def _emp_body(argv) -> int:
         args.eval_patches = args.n_patches
     if args.eval_patches == 1 or args.eval_patches < 0:
         raise ValueError(f"--eval-patches must be 0 (whole images) or >= 2, got {args.eval_patches}")
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="lars", lr=args.lr, momentum=0.9,
+    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="lars_solo", lr=args.lr, momentum=0.9,
                        weight_decay=1e-4, schedule="cosine", milestones=(), seed=args.seed, device=args.device)
     run_dir = getattr(args, "resume_dir", None) or \
         Path(args.log_folder) / f"{args.exp_name}__numpatch{args.n_patches}_bs{args.batch_size}_lr{args.lr}"

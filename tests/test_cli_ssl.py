@@ -73,7 +73,7 @@ def test_emp_ssl_resume_is_exact(tmp_path, capsys):
 
 def test_emp_ssl_dry_run_and_errors(tmp_path, capsys):
     out = dry(main_emp_ssl, "train", capsys)
-    assert out["train"]["optimizer"] == "lars" and out["train"]["lr"] == 0.3 and out["train"]["epochs"] == 2
+    assert out["train"]["optimizer"] == "lars_solo" and out["train"]["lr"] == 0.3 and out["train"]["epochs"] == 2
     assert out["method"]["n_patches"] == 100 and out["options"]["eval_patches"] == 100
     assert out["run_dir"].endswith("default__numpatch100_bs100_lr0.3") and out["options"]["seed"] == 42
     assert main_emp_ssl(["train", "--n-patches", "1", "--dry-run"]) == 2
