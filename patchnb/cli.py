@@ -14,8 +14,8 @@
 * ``patchnb sweep-checkpoints RUN_DIR ...`` trains a linear head on every checkpoint of a run, picks the
   best on validation and tests it once (see :mod:`patchnb.eval.sweep`); it resumes where it stopped.
 * ``patchnb emp-ssl train|resume``, ``patchnb supcon``, ``patchnb ssl METHOD`` and ``patchnb vision``: the
-  entry points of EMP-SSL, SupCon, the SSL zoo and convolution-vs-attention (see :mod:`patchnb.cli_ssl`,
-  :mod:`patchnb.cli_vision`).
+  entry points of EMP-SSL, SupCon, the SSL zoo and convolution-vs-attention (see :mod:`patchnb.cli_emp`,
+  :mod:`patchnb.cli_ssl`, :mod:`patchnb.cli_vision`).
 * ``patchnb sweep NOTEBOOK --grid grid.yaml [--executor local|slurm] ...`` runs a notebook over a grid of
   parameters, as local processes or Slurm jobs, into one results table (see :mod:`patchnb.sweep`).
 
@@ -72,9 +72,9 @@ def _delegated(name: str):
 
         return train_main
     if name in ("emp-ssl", "supcon", "ssl"):
-        from . import cli_ssl
+        from . import cli_emp, cli_ssl
 
-        return {"emp-ssl": cli_ssl.main_emp_ssl, "supcon": cli_ssl.main_supcon, "ssl": cli_ssl.main_ssl}[name]
+        return {"emp-ssl": cli_emp.main_emp_ssl, "supcon": cli_ssl.main_supcon, "ssl": cli_ssl.main_ssl}[name]
     if name == "vision":
         from .cli_vision import main as vision_main
 

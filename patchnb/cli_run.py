@@ -1,4 +1,5 @@
-"""What the command lines of the reproduced systems share (:mod:`patchnb.cli_ssl`, :mod:`patchnb.cli_vision`):
+"""What the command lines of the reproduced systems share (:mod:`patchnb.cli_emp`, :mod:`patchnb.cli_ssl`,
+:mod:`patchnb.cli_vision`):
 runs through :func:`patchnb.train.fit` in a run folder with its ``hparams.yaml``, a time budget that stops
 cleanly at an epoch boundary (exit code 75; the same command continues exactly), backbone checkpoints in
 the layout ``patchnb sweep-checkpoints`` reads, the data options, and the error handling (one line on
@@ -16,7 +17,8 @@ import yaml
 
 from .checkpoint import CheckpointError
 from .data import DATASETS, DataError, load_splits
-from .eval import save_backbone
+from .eval import evaluate_encoder, save_backbone, save_projections
+from .ssl.emp import patch_averaged_features
 from .train import TrainConfig, fit
 
 EXIT_STOPPED = 75  # sysexits EX_TEMPFAIL: stopped by --time-budget; run again to resume
@@ -228,3 +230,30 @@ def print_summary(summary: dict) -> None:
             print(f"{k:>20}: {v:.4f}")
         elif isinstance(v, (int, str)):
             print(f"{k:>20}: {v}")
+
+
+def report(args, model, splits, res, run_dir: Path, n_patches: int | None, **fields) -> int:
+    """summary.json and the printed summary of a pre-training run: ``fields``, the run's selection (best epoch,
+    its whole-image kNN on validation) and :func:`representation_summary` of the selected backbone."""
+    summary = {**fields, "run_dir": str(run_dir), "best_epoch": res.best_epoch, "val_knn": res.val["score"],
+               "train_seconds": res.seconds,
+               **representation_summary(model.backbone, splits, n_patches, args.seed,
+                                        run_dir / "projections.csv" if args.save_proj else None)}
+    write_json(run_dir / "summary.json", summary)
+    print(splits.describe())
+    print_summary(summary)
+    return 0
+
+
+def representation_summary(encoder, splits, n_patches: int | None, seed: int, save_proj: Path | None) -> dict:
+    """The book's frozen-encoder protocol (:func:`patchnb.eval.evaluate_encoder`: val-selected linear probe
+    scored once on test, weighted kNN, alignment / uniformity) on whole images, or with ``n_patches`` on
+    EMP-SSL's patch-averaged features (then without the geometry, which is of whole images)."""
+    def averaged(enc, data, s, split):
+        return patch_averaged_features(enc, data, s, n_patches, seed + ("train", "val", "test").index(split))
+
+    r = evaluate_encoder(encoder, splits, features_fn=averaged if n_patches else None, seed=seed,
+                         n_geometry=None if n_patches else 1000, return_test_features=save_proj is not None)
+    if save_proj is not None:
+        save_projections(save_proj, r["test_features"], r["test_labels"], "test", splits.classes)
+    return {k: v for k, v in r.items() if isinstance(v, (int, float))}

@@ -1,4 +1,5 @@
-"""``patchnb emp-ssl``, ``patchnb supcon`` and ``patchnb ssl``: the self-supervised systems' entry points.
+"""``patchnb supcon`` and ``patchnb ssl``: the self-supervised systems' entry points (``patchnb emp-ssl``:
+:mod:`patchnb.cli_emp`).
 
 Thin argument parsers over :mod:`patchnb.ssl` (run machinery: :mod:`patchnb.cli_run`); every run
 trains with :func:`patchnb.train.fit` in a run folder (``last.pt`` every epoch, so the same command
@@ -8,45 +9,6 @@ and prints the resolved configuration. ``--time-budget SECONDS`` stops cleanly b
 epoch that would start after SECONDS (``0``: after one epoch) with exit code 75 (EX_TEMPFAIL: run
 again to resume). Bad options and configuration errors exit with code 2 and a one-line message
 naming the option.
-
-**EMP-SSL** (Tong, Chen, LeCun, Ma 2023, "EMP-SSL: Towards Self-Supervised Learning in One Training
-Epoch"; kachayev/ssl-in-one-epoch's ``main.py``):
-
-==================================  ==========================================================
-``main.py train`` / ``resume``       ``patchnb emp-ssl train`` / ``resume --exp-dir DIR``
-==================================  ==========================================================
-``--exp_name`` / ``--log_folder``    ``--exp-name`` / ``--log-folder`` (default ``runs/emp-ssl``,
-                                     not ``logs/EMP-SSL-Training``); the folder is named
-                                     ``<exp-name>__numpatch<n>_bs<bs>_lr<lr>`` as there
-``--dataset`` (cifar10, cifar100)    ``--dataset`` (also fashion_mnist, imagefolder, synthetic)
-``--n_patches`` (100)                ``--n-patches`` (100)
-``--arch resnet18-cifar``            ``--width 64`` (CIFAR-stem ResNet-18, features 8 x width);
-                                     the ImageNet-stem variants are not offered
-``--n_epochs`` (2) / ``--bs`` (100)  ``--epochs`` (2) / ``--batch-size`` (100)
-``--lr`` (0.3), LARS, cosine         ``--lr`` (0.3), ``optimizer=lars_solo`` (the official code's
-                                     solo-learn LARS wrapper: eta 0.005, clipping, biases and
-                                     norms excluded, Nesterov SGD), weight decay 1e-4, momentum
-                                     0.9, cosine per step (the port's schedule was broken)
-``--h_dim`` (4096) / ``--z_dim``     ``--hidden-dim`` (4096) / ``--out-dim`` (1024) of the head
-``--tcr_eps`` (0.2)                  ``--eps`` (0.2)
-``--invariance_loss_weight`` (200)   ``--invariance-weight`` (200)
-``--seed`` (42) / ``--device``       ``--seed`` (42) / ``--device`` (``auto``: cuda if present)
-``--resume`` / ``resume --exp_dir``  implicit (the run folder resumes) / ``resume --exp-dir``
-``--config_from DIR``                ``--config-from DIR`` (its hparams.yaml; flags win)
-``--save_proj``                      ``--save-proj`` (test embeddings to ``projections.csv``)
-``--n_eval_epochs`` / ``--eval_lr``  the probe is :func:`patchnb.eval.linear_probe` (L2 chosen
-                                     on validation); plus weighted kNN, on features averaged
-                                     over ``--eval-patches`` crops (default: ``--n-patches``)
-``--eval_freq``                      per-epoch whole-image kNN on validation (model selection);
-                                     the probe (:func:`patchnb.eval.evaluate_encoder`) runs once,
-                                     at the end
-``--uniformity_loss vonmises``,      not offered (TCR only; the pre_feature layer's output as the
-                                     port's ``--emb_pool features``; fixed weight 1;
-``--emb_pool proj``,                 no frozen pretrained head; one ``last.pt`` per run, so no
-``--uniformity_loss_weight``,        ``cleanup``; tqdm instead of print frequencies)
-``--pretrained_proj``, ``cleanup``,
-``--print_freq``
-==================================  ==========================================================
 
 **SupCon** (Khosla et al. 2020, "Supervised Contrastive Learning"; HobbitLong/SupContrast's
 ``main_supcon.py`` as used by the SupCon thesis repository):
@@ -137,8 +99,6 @@ import yaml
 
 from .cli_run import (
     EXIT_STOPPED,
-    HPARAMS,
-    INVOCATION,
     BackboneCheckpoints,
     add_data_options,
     add_run_options,
@@ -149,137 +109,19 @@ from .cli_run import (
     non_negative,
     numbers,
     print_summary,
+    report,
     run_options,
     train,
     write_json,
 )
-from .eval import evaluate_encoder, save_projections, sweep_checkpoints
+from .eval import sweep_checkpoints
 from .models.patch import seeded_init
 from .optim import OPTIMIZERS, SCHEDULES
-from .ssl import EMPSSL, METHODS, Augment, SimCLR, SupCon
+from .ssl import METHODS, Augment, SimCLR, SupCon
 from .ssl.config import available_configs, build_method, read_method_config
-from .ssl.emp import patch_averaged_features
 from .train import TrainConfig
 
-__all__ = ["EXIT_STOPPED", "main_emp_ssl", "main_ssl", "main_supcon"]
-
-
-def report(args, model, splits, res, run_dir: Path, n_patches: int | None, **fields) -> int:
-    """summary.json and the printed summary of a pre-training run: ``fields``, the run's selection (best epoch,
-    its whole-image kNN on validation) and :func:`representation_summary` of the selected backbone."""
-    summary = {**fields, "run_dir": str(run_dir), "best_epoch": res.best_epoch, "val_knn": res.val["score"],
-               "train_seconds": res.seconds,
-               **representation_summary(model.backbone, splits, n_patches, args.seed,
-                                        run_dir / "projections.csv" if args.save_proj else None)}
-    write_json(run_dir / "summary.json", summary)
-    print(splits.describe())
-    print_summary(summary)
-    return 0
-
-
-def representation_summary(encoder, splits, n_patches: int | None, seed: int, save_proj: Path | None) -> dict:
-    """The book's frozen-encoder protocol (:func:`patchnb.eval.evaluate_encoder`: val-selected linear probe
-    scored once on test, weighted kNN, alignment / uniformity) on whole images, or with ``n_patches`` on
-    EMP-SSL's patch-averaged features (then without the geometry, which is of whole images)."""
-    def averaged(enc, data, s, split):
-        return patch_averaged_features(enc, data, s, n_patches, seed + ("train", "val", "test").index(split))
-
-    r = evaluate_encoder(encoder, splits, features_fn=averaged if n_patches else None, seed=seed,
-                         n_geometry=None if n_patches else 1000, return_test_features=save_proj is not None)
-    if save_proj is not None:
-        save_projections(save_proj, r["test_features"], r["test_labels"], "test", splits.classes)
-    return {k: v for k, v in r.items() if isinstance(v, (int, float))}
-
-
-# ----------------------------------------------------------------------------- emp-ssl
-
-
-def _emp_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    """The ``patchnb emp-ssl`` parser and its ``train`` sub-parser."""
-    p = argparse.ArgumentParser(prog="patchnb emp-ssl", description="EMP-SSL (Tong et al. 2023) pre-training, "
-                                "then linear probe + kNN on patch-averaged features; see patchnb.cli_ssl.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("train", help="train (or continue) an EMP-SSL run")
-    a = t.add_argument
-    a("--exp-name", default="default")
-    a("--log-folder", default="runs/emp-ssl")
-    a("--n-patches", type=int, default=100, help="crops per image (default 100)")
-    a("--eval-patches", type=int, default=None, help="crops averaged for evaluation (default --n-patches; 0: "
-      "whole images)")
-    a("--width", type=int, default=64, help="ResNet-18 width (64: resnet18-cifar)")
-    a("--epochs", type=int, default=2)
-    a("--batch-size", type=int, default=100)
-    a("--lr", type=float, default=0.3)
-    a("--hidden-dim", type=int, default=4096)
-    a("--out-dim", type=int, default=1024)
-    a("--eps", type=float, default=0.2, help="coding-rate precision")
-    a("--invariance-weight", type=float, default=200.0)
-    a("--save-freq", type=non_negative(int), default=1, help="backbone checkpoint every N epochs (0: none)")
-    a("--seed", type=int, default=42)
-    a("--device", default="auto")
-    a("--save-proj", action="store_true", help="write the test embeddings to projections.csv")
-    a("--config-from", default=None, metavar="DIR", help="take the options of the run folder DIR (flags win)")
-    add_data_options(t, "cifar10")
-    add_run_options(t)
-    r = sub.add_parser("resume", help="continue the run in --exp-dir with its hparams.yaml")
-    r.add_argument("--exp-dir", required=True, metavar="DIR")
-    add_run_options(r)
-    return p, t
-
-
-def _emp_args(argv) -> argparse.Namespace:
-    """Parse; ``resume`` takes every option from the run folder's hparams.yaml, ``--config-from`` all but the
-    run's name and folder (flags given on the command line win)."""
-    p, t = _emp_parsers()
-    args = p.parse_args(argv)
-    if args.cmd == "train" and args.config_from is None:
-        return args
-    option = "--exp-dir" if args.cmd == "resume" else "--config-from"
-    folder = Path(args.exp_dir if args.cmd == "resume" else args.config_from)
-    path = folder / HPARAMS
-    if not path.is_file():
-        raise ValueError(f"{option}: no {HPARAMS} in {folder} (not a patchnb emp-ssl run folder)")
-    stored = yaml.safe_load(path.read_text()) or {}
-    known = {a.dest for a in t._actions} - {"help", *INVOCATION}
-    unknown = sorted(set(stored) - known - {"run_dir"})
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) {unknown}")
-    keep = known if args.cmd == "resume" else known - {"exp_name", "log_folder"}
-    t.set_defaults(**{k: v for k, v in stored.items() if k in keep})
-    if args.cmd == "train":
-        return p.parse_args(argv)
-    out = p.parse_args(["train"])
-    out.time_budget, out.dry_run, out.resume_dir = args.time_budget, args.dry_run, folder
-    return out
-
-
-def _emp_body(argv) -> int:
-    args = _emp_args(argv)
-    check_data_options(args)
-    method = EMPSSL(n_patches=args.n_patches, eps=args.eps, invariance_weight=args.invariance_weight)
-    if args.eval_patches is None:
-        args.eval_patches = args.n_patches
-    if args.eval_patches == 1 or args.eval_patches < 0:
-        raise ValueError(f"--eval-patches must be 0 (whole images) or >= 2, got {args.eval_patches}")
-    tcfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer="lars_solo", lr=args.lr, momentum=0.9,
-                       weight_decay=1e-4, schedule="cosine", milestones=(), seed=args.seed, device=args.device)
-    run_dir = getattr(args, "resume_dir", None) or \
-        Path(args.log_folder) / f"{args.exp_name}__numpatch{args.n_patches}_bs{args.batch_size}_lr{args.lr}"
-    if args.dry_run:
-        print(json.dumps({"command": "emp-ssl", "run_dir": str(run_dir), "options": run_options(args),
-                          "method": dataclasses.asdict(method), "train": dataclasses.asdict(tcfg)}, indent=1))
-        return 0
-    splits = load_data(args)
-    with seeded_init(args.seed):
-        model = method.make_model(splits.shape[0], args.width, args.hidden_dim, args.out_dim)
-    ckpts = BackboneCheckpoints(run_dir / "checkpoints", args.save_freq, args.epochs, {"method": method.name})
-    res = train(args, model, splits, tcfg, method, run_dir, f"emp-ssl-{args.exp_name}", [ckpts])
-    return report(args, model, splits, res, run_dir, args.eval_patches or None, name=args.exp_name)
-
-
-def main_emp_ssl(argv=None) -> int:
-    """``patchnb emp-ssl train [options]`` / ``patchnb emp-ssl resume --exp-dir DIR``."""
-    return guarded("patchnb emp-ssl", _emp_body, sys.argv[1:] if argv is None else list(argv))
+__all__ = ["EXIT_STOPPED", "main_ssl", "main_supcon"]
 
 
 # ----------------------------------------------------------------------------- supcon

@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from patchnb import cli
-from patchnb.cli_ssl import EXIT_STOPPED, main_emp_ssl, main_ssl, main_supcon
+from patchnb.cli_emp import main_emp_ssl
+from patchnb.cli_ssl import EXIT_STOPPED, main_ssl, main_supcon
 
 DATA = "--dataset synthetic --train-size 48 --val-size 24 --test-size 24 --batch-size 16 --epochs 2 --device cpu"
 EMP = f"train {DATA} --width 4 --hidden-dim 32 --out-dim 16 --n-patches 3"
