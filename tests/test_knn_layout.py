@@ -166,3 +166,45 @@ def test_out_aliasing_the_scores_is_safe():
     scores = torch.randint(0, 3, (2, 6, 3, 3)).float()
     ref = embedding.knn_mask_reference(scores, 2)
     assert torch.equal(embedding.knn_mask(scores, 2, out=scores), ref) and torch.equal(scores, ref)
+
+
+def fuzz_phi_full(cases: int, seed: int = 0) -> int:
+    """Random shapes, dictionary sizes (multiples of 16 take the one-pass C kernels, others the
+    masked-pool kernel), pools (overlapping, gapped, ceil or not) and chunks through the fused
+    Phi_full: the C path against the torch path (values and weight gradients), and the mask cache
+    against no cache (exactly). Returns the number of cases checked."""
+    import copy
+
+    gen = torch.Generator().manual_seed(seed)
+    pick = lambda xs: xs[int(torch.randint(0, len(xs), (1,), generator=gen))]  # noqa: E731
+    for case in range(cases):
+        c, p, n = pick((1, 2)), pick((1, 2, 3)), pick((8, 16, 17, 32, 40, 48))
+        h, w = p + pick((0, 1, 3, 6)), p + pick((0, 2, 5))
+        k = int(torch.randint(1, n + 1, (1,), generator=gen))
+        size = pick(tuple(range(1, min(4, h - p + 1, w - p + 1) + 1)))
+        pool = pick((None, (size, pick((1, 2, size, size + 1)), pick((True, False)))))
+        d = c * p * p
+        emb = embedding.PatchEmbedding(torch.randn(n, d, generator=gen), torch.eye(d), p, c, k, mode="full")
+        x = torch.randn(pick((1, 2, 3)), c, h, w, generator=gen)
+        chunk = pick((1, 10, 10 ** 6))
+        where = f"case {case}: x {tuple(x.shape)} p={p} N={n} k={k} pool {pool} chunk {chunk}"
+        outs = {}
+        for backend in ("auto", "torch"):
+            os.environ["PATCHNB_KNN_BACKEND"] = backend
+            out = embedding.phi_full_pooled(x, emb, pool, chunk_rows=chunk)
+            outs[backend] = (out, *torch.autograd.grad(out.square().sum(), (emb.conv.weight, emb.conv.bias)))
+        os.environ.pop("PATCHNB_KNN_BACKEND")
+        for a, b in zip(*outs.values()):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), where
+        cached = copy.deepcopy(emb)
+        cached.cache = embedding.EmbeddingCache()
+        with torch.no_grad():
+            for _ in range(2):  # fill, then read
+                assert torch.equal(embedding.phi_full_pooled(x, cached, pool, chunk_rows=chunk), outs["auto"][0]), where
+    return cases
+
+
+def test_phi_full_kernels_fuzz_quick():
+    proc = _run("from tests.test_knn_layout import fuzz_phi_full\nprint(fuzz_phi_full(40, seed=3))")
+    _assert_ok(proc)
+    assert proc.stdout.strip() == "40"
