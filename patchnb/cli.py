@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("supcon", help="SupCon's main_supcon.py: pre-training with checkpoints for sweep-checkpoints")
     sub.add_parser("ssl", help="one self-supervised method of the zoo: `patchnb ssl METHOD [--config FILE]`")
     sub.add_parser("vision", help="convolution-vs-attention's train.py: --model, --frozen, --patience, ...")
-    from .sweep import add_parser as add_sweep_parser
+    from .cli_sweep import add_parser as add_sweep_parser
 
     add_sweep_parser(sub)
     from .cache import add_parser as add_runs_parser
@@ -160,7 +160,7 @@ def _run(args) -> int:
 
         print(publish(args.html, remote=args.remote, branch=args.branch, repo=args.repo))
     elif args.cmd == "sweep":
-        from .sweep import run_cli
+        from .cli_sweep import run_cli
 
         return run_cli(args)
     elif args.cmd == "runs":
