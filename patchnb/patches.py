@@ -12,7 +12,6 @@ import numbers
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .checks import check_choice, check_finite, check_float, check_int
@@ -28,6 +27,14 @@ def _check_size(images: torch.Tensor, size: int) -> None:
     h, w = images.shape[-2:]
     if not 1 <= size <= min(h, w):
         raise ValueError(f"patch size={size} does not fit images of {h}x{w}; allowed: 1..{min(h, w)}")
+
+
+def unfold(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``F.unfold(x, size)`` (stride 1, no padding), (B, C*size*size, L), the same values in the same
+    order, copied from a strided view: im2col's threads are ~100x slower on a busy 2-core CPU here."""
+    b, c = x.shape[:2]
+    v = x.unfold(2, size, 1).unfold(3, size, 1)  # (B, C, H', W', size, size)
+    return v.permute(0, 1, 4, 5, 2, 3).reshape(b, c * size * size, -1)
 
 
 def sample_patches(images: torch.Tensor, n: int, size: int, seed: int = 0) -> torch.Tensor:
@@ -114,7 +121,7 @@ def patch_moments(images: torch.Tensor, size: int, batch_size: int = 128, transf
         x = transform(x) if transform is not None else x.float()
         if shift is None:  # per-channel pixel mean of the first batch: centres patches for stability
             shift = x.mean((0, 2, 3), keepdim=True)
-        u = F.unfold(x - shift, size)  # (B, D, L)
+        u = unfold(x - shift, size)  # (B, D, L)
         p = u.transpose(0, 1).reshape(u.shape[1], -1)  # (D, B*L)
         if s1 is None:
             s1 = torch.zeros(len(p), dtype=torch.float64)

@@ -154,9 +154,10 @@ def test_simple_network_size_and_init():
     assert sum(p.numel() for p in cpu.parameters()) == 9_216_010
     bound = 1 / (64 * 25 * 24 * 24) ** 0.5
     assert cpu.weight.abs().max() <= bound and cpu.weight.abs().max() > 0.99 * bound
-    emb = PatchEmbedding.from_dictionary(_dict(c=3, n=256), 64, "hard")
-    with torch.device("meta"):  # the paper preset's size without allocating it
-        paper = SimpleNetwork(emb, (3, 32, 32), 10)
+    emb, emb3 = (PatchEmbedding.from_dictionary(_dict(c=c, n=256), 64, "hard") for c in (1, 3))
+    with torch.device("meta"):  # Table 2's cpu and paper presets (N = 256) without allocating them
+        cpu256, paper = SimpleNetwork(emb, (1, 28, 28), 10), SimpleNetwork(emb3, (3, 32, 32), 10)
+    assert sum(p.numel() for p in cpu256.parameters()) == 256 * 25 * 24 * 24 * 10 + 10 == 36_864_010
     assert sum(p.numel() for p in paper.parameters()) == 256 * 75 * 28 * 28 * 10 + 10 == 150_528_010
     # the factorised variant (a 1x1 conv N*D -> N, then the head) is a different, smaller-rank model
     fact = LocallyLinearNetwork(PatchEmbedding.from_dictionary(_dict(n=64), 16, "simple"), (1, 28, 28), 10,

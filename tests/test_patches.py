@@ -97,3 +97,9 @@ def test_whitening_from_a_sample_of_patches_by_hand():
     assert torch.allclose(w.matrix.abs().max(0).values, expected, atol=1e-6)
     with pytest.raises(ValueError, match="patches"):
         patches.Whitening.from_patches(torch.tensor([1.0, 2.0]))
+
+
+def test_unfold_is_f_unfold():
+    x = torch.randn(3, 2, 9, 7)
+    for size in (1, 3, 7):
+        assert torch.equal(patches.unfold(x, size), F.unfold(x, size))
