@@ -50,7 +50,15 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def html():
-    """The smoke book (current from test_book_build, else built now)."""
+    """The smoke book (current from test_book_build, else built now), or the built HTML folder named by
+    ``PATCHNB_BROWSE_HTML`` (e.g. the cpu book of ``make book``: ``PATCHNB_BROWSE_HTML=_build/html pytest
+    tests/notebooks/test_browser.py``)."""
+    given = os.environ.get("PATCHNB_BROWSE_HTML")
+    if given:
+        path = Path(given).resolve()
+        if not (path / "book" / "intro.html").is_file():
+            pytest.fail(f"PATCHNB_BROWSE_HTML={given}: no built book there (book/intro.html is missing)")
+        return path
     build_book("smoke", root=ROOT, site=SITE, output=SITE)
     return SITE / "_build" / "html"
 
