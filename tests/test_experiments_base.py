@@ -37,7 +37,7 @@ def test_preset_then_overrides():
     (dict(train_size=2.5), "train_size must be an integer"),
     (dict(seeds=[]), "seeds must be a non-empty list"),
     (dict(seeds=[1, 1]), "seeds must not repeat"),
-    (dict(device="gpu"), "device='gpu' is not supported"),
+    (dict(device="gpu"), "device='gpu' is not a device"),
 ])
 def test_bad_parameters_name_themselves(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
-from ..checks import check_choice, check_seeds
+from ..checks import check_choice, check_device, check_seeds
 
 SCALES = ("smoke", "cpu", "paper")
 
@@ -47,9 +47,10 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         check_choice("scale", self.scale, SCALES)
         object.__setattr__(self, "seeds", check_seeds("seeds", self.seeds))
-        if not isinstance(self.device, str) or not (self.device in ("auto", "cpu", "mps")
-                                                   or self.device.startswith("cuda")):
-            raise ValueError(f"device={self.device!r} is not supported; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        if not isinstance(self.device, str):  # a string, so that the configuration is plain and hashable
+            raise ValueError(f"device must be a device string ('auto', 'cpu', 'cuda', 'cuda:0', ...), got "
+                             f"{self.device!r}")
+        check_device("device", self.device)
         for f in fields(self):  # lists given by notebooks/YAML become tuples: configs are hashable values
             v = getattr(self, f.name)
             if isinstance(v, list):
