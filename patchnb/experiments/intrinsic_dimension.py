@@ -13,6 +13,14 @@ by faiss instead of the distances (here: distances); zero-norm points are droppe
 norms (in [0, 1] pixels more than 1% of Fashion-MNIST patches are exactly zero and unit-normalising them
 gives NaN); the patches are taken in the normalised pixel space the networks see; the slope fit is ours
 (the paper reads the figure by eye).
+
+Budget: the estimator is not trained, so its budget is the number of patches it sees (``n_points``,
+``BUDGET``). Both readings of the paper are decided by the book's rule
+(:func:`patchnb.experiments.verdict.budget_verdict`) from the fitted dimensions at the fractions
+``budget_fractions`` of ``n_points`` (1/4, 1/2 and all of them) and over ``seeds`` (each seed samples
+its own patches and runs its own k-means), paired by seed. Figure 5 and its table are the first seed
+at the full budget; the table's dimensions are means over seeds. One patch sample per seed and
+budget is a cached run (the seed is in its key).
 """
 
 from __future__ import annotations
@@ -21,14 +29,17 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from .. import cluster, data, patches, plots
+from ..book import pm
 from ..cache import cached
 from ..checks import check_int
 from ..train import resolve_device
 from .base import ExperimentConfig, Result
 from .data_source import check_dataset
+from .verdict import MIN_BUDGETS, budget_figure, budget_verdict
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder")
 N_ZERO_CHECK = 100000  # [0, 1]-pixel patches sampled to measure the share of exactly-zero patches
@@ -36,7 +47,8 @@ N_ZERO_CHECK = 100000  # [0, 1]-pixel patches sampled to measure the share of ex
 
 @dataclass(frozen=True)
 class Config(ExperimentConfig):
-    """One run of Figure 5 (its seed is ``seeds[0]``; the page is a single run)."""
+    """Figure 5 at ``n_points`` patches per point set, for every seed of ``seeds`` and at every fraction
+    of ``budget_fractions`` of ``n_points`` (the budget curve of the page's verdicts)."""
 
     dataset: str = "fashion_mnist"
     data_root: str | None = None
@@ -45,6 +57,7 @@ class Config(ExperimentConfig):
     n_points: int = 262144  # patches per point set (2^20 in the paper)
     ks: tuple[int, ...] = tuple(2 ** i for i in range(1, 11))
     n_iter: int = 20
+    budget_fractions: tuple = (0.25, 0.5, 1.0)  # fractions of n_points of the budget curve (one of them 1)
 
     BUDGET: ClassVar[str] = "n_points"
 
@@ -64,12 +77,31 @@ class Config(ExperimentConfig):
         if self.ks[-1] > self.n_points // 2:
             raise ValueError(f"ks: the largest k ({self.ks[-1]}) needs n_points >= {2 * self.ks[-1]}, "
                              f"got n_points={self.n_points}")
-        if len(self.seeds) != 1:
-            raise ValueError(f"seeds={list(self.seeds)}: Figure 5 is one run; give one seed")
+        fr = self.budget_fractions
+        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+                or max(fr) != 1):
+            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
+                             f"n_points in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
+        sizes = [self.points_at(f) for f in fr]
+        if len(set(sizes)) != len(sizes) or min(sizes) < 2 * self.ks[-1]:
+            raise ValueError(f"budget_fractions={fr} give {sorted(sizes)} points of n_points={self.n_points}: they "
+                             f"must be distinct and >= {2 * self.ks[-1]} (twice the largest k); use a larger "
+                             f"n_points or other fractions")
 
     @property
     def seed(self) -> int:
+        """The seed of Figure 5 and its legend (the first of ``seeds``)."""
         return self.seeds[0]
+
+    def points_at(self, fraction: float) -> int:
+        """Patches per point set at ``fraction`` of the budget."""
+        return max(1, int(round(self.n_points * fraction)))
+
+    @property
+    def budgets(self) -> list[int]:
+        """The budget curve: patches per point set, increasing (the last is ``n_points``)."""
+        return sorted(self.points_at(f) for f in self.budget_fractions)
 
     @property
     def fit_from(self) -> int:
@@ -78,18 +110,19 @@ class Config(ExperimentConfig):
 
 
 PRESETS = {
-    "smoke": dict(dataset="fashion_mnist", train_size=2000, n_points=8192, ks=(2, 4, 8, 16, 32), n_iter=10),
-    "cpu": dict(dataset="fashion_mnist", train_size=None, n_points=262144, ks=tuple(2 ** i for i in range(1, 11)),
-                n_iter=20),
-    "paper": dict(dataset="cifar10", train_size=None, n_points=1048576, ks=tuple(2 ** i for i in range(1, 11)),
-                  n_iter=20),
+    "smoke": dict(seeds=(0, 1), dataset="fashion_mnist", train_size=2000, n_points=8192, ks=(2, 4, 8, 16, 32),
+                  n_iter=10),
+    "cpu": dict(seeds=(0, 1, 2), dataset="fashion_mnist", train_size=None, n_points=262144,
+                ks=tuple(2 ** i for i in range(1, 11)), n_iter=20),
+    "paper": dict(seeds=(0, 1, 2), dataset="cifar10", train_size=None, n_points=1048576,
+                  ks=tuple(2 ** i for i in range(1, 11)), n_iter=20),
 }
 Config.PRESETS = PRESETS
 
 
-def _compute(cfg: Config) -> dict:
+def _compute(cfg: Config, n_points: int, seed: int) -> dict:
     """The distortion curve of every point set and what was dropped (tensors and plain values; cached)."""
-    seed, p = cfg.seed, cfg.patch_size
+    p = cfg.patch_size
     device = resolve_device(cfg.device)
     splits = data.load_splits(cfg.dataset, root=cfg.data_root, train_size=cfg.train_size)
     train = splits.norm(splits.train.images)
@@ -97,7 +130,7 @@ def _compute(cfg: Config) -> dict:
     zero = patches.sample_patches(raw, N_ZERO_CHECK, p, seed=seed).flatten(1).norm(dim=1) == 0
     mean, cov = patches.patch_moments(train, p, progress=True)
     w = patches.Whitening.from_covariance(mean, cov, "pca")
-    pts = patches.sample_patches(train, cfg.n_points, p, seed=seed)
+    pts = patches.sample_patches(train, n_points, p, seed=seed)
     sets = {}
     for name, x in patches.figure5_variants(pts, w, seed=seed).items():
         x, dropped = patches.unit_normalize(x)
@@ -109,23 +142,61 @@ def _compute(cfg: Config) -> dict:
             "zero_share": float(zero.float().mean()), "ambient": int(train.shape[1] * p * p), "sets": sets}
 
 
+def record(cfg: Config, n_points: int, seed: int) -> dict:
+    """One cached run: Figure 5's curves of ``n_points`` patches sampled with ``seed``."""
+    key = {**cfg.key("budget_fractions"), "n_points": n_points, "seed": seed}
+    return cached("figure5", key, lambda run_dir: _compute(cfg, n_points, seed))
+
+
+def dimensions(cfg: Config, rec: dict) -> dict[str, float]:
+    """The fitted dimension of every point set of a run (slope for ``k >= fit_from``)."""
+    return {name: cluster.dimension_from_curve({k: v for k, v in r["curve"].items() if k >= cfg.fit_from})
+            for name, r in rec["sets"].items()}
+
+
+def claims(budgets: list[int], dims: dict[str, list[list[float]]]) -> dict:
+    """The paper's two readings decided by the book's rule from ``dims`` (per point set, per budget, per
+    seed): ``claim_low``, natural patches lie below the lower of shuffled and gaussian; ``claim_gauss``,
+    the gaussian lies above the highest of the other sets (both paired by seed)."""
+    others = [n for n in dims if n != "gaussian"]
+    per = range(len(budgets))
+    low = [[min(s, g) for s, g in zip(dims["shuffled"][i], dims["gaussian"][i])] for i in per]
+    high = [[max(v) for v in zip(*(dims[n][i] for n in others))] for i in per]
+    return {"claim_low": budget_verdict(budgets, dims["original"], low, claimed="less"),
+            "claim_gauss": budget_verdict(budgets, dims["gaussian"], high, claimed="greater")}
+
+
 def run(cfg: Config) -> Result:
-    """Figure 5 (``fig5``), the fitted dimensions (``tab_dims``), the verdicts on the paper's reading
-    (``claim_low``, ``claim_gauss``: "holds" / "does not hold") and the numbers the prose cites."""
-    rec = cached("figure5", cfg.key(), lambda run_dir: _compute(cfg))
+    """Figure 5 (``fig5``, first seed, full budget), the fitted dimensions (``tab_dims``: mean ± std over
+    seeds at the full budget), the budget curve of the dimensions (``fig_budget_dims``), the verdicts on
+    the paper's reading (``claim_low``, ``claim_gauss`` with ``<claim>_gap``: holds / does not hold /
+    not settled at this budget) and the numbers the prose cites."""
+    budgets = cfg.budgets
+    recs = {n: [record(cfg, n, s) for s in cfg.seeds] for n in budgets}
+    rec = recs[cfg.n_points][0]
     sets = rec["sets"]
-    dims = {name: cluster.dimension_from_curve({k: v for k, v in r["curve"].items() if k >= cfg.fit_from})
-            for name, r in sets.items()}
-    natural_lowest = dims["original"] < min(dims["shuffled"], dims["gaussian"])
-    gauss_highest = dims["gaussian"] >= max(dims.values()) - 1e-9
+    per_seed = {n: [dimensions(cfg, r) for r in rs] for n, rs in recs.items()}
+    names = list(sets)
+    dims_curve = {name: [[d[name] for d in per_seed[n]] for n in budgets] for name in names}
+    full = {name: dims_curve[name][-1] for name in names}
+    dims = {name: float(np.mean(v)) for name, v in full.items()}
+    verdicts = claims(budgets, dims_curve)
+    first = per_seed[cfg.n_points][0]
     p = cfg.patch_size
-    fig = plots.loglog_curves({f"{name.replace('_', ' + ')} (d ≈ {dims[name]:.1f})": r["curve"]
+    fig = plots.loglog_curves({f"{name.replace('_', ' + ')} (d ≈ {first[name]:.1f})": r["curve"]
                                for name, r in sets.items()},
                               xlabel="k (number of centroids)",
                               ylabel="mean distance to nearest centroid (unit-norm points)",
-                              title=f"{p}x{p} patches of {cfg.dataset}, {cfg.n_points:,} points")
+                              title=f"{p}x{p} patches of {cfg.dataset}, {cfg.n_points:,} points, seed {cfg.seed}")
+    fig_budget = budget_figure(budgets, {name.replace("_", " + "): dims_curve[name] for name in names},
+                               "patches per point set", ylabel="fitted intrinsic dimension", scale=1.0,
+                               title=f"fitted dimension (k >= {cfg.fit_from}) over {len(cfg.seeds)} seed(s)")
     plt.close(fig)  # shown by the page's glue, not by the inline backend at the end of the cell
-    table = pd.DataFrame({"intrinsic dimension (fit)": {n: f"{d:.1f}" for n, d in dims.items()},
+    plt.close(fig_budget)
+    several = len(cfg.seeds) > 1
+    table = pd.DataFrame({"intrinsic dimension (fit)": {
+                              n: pm(float(np.mean(v)), float(np.std(v, ddof=1)), scale=1.0, digits=1) if several
+                              else f"{v[0]:.1f}" for n, v in full.items()},
                           "zero-norm points dropped": {n: r["zero_norm"] for n, r in sets.items()},
                           "low-norm points dropped": {n: r["low_norm"] for n, r in sets.items()}})
     text = {
@@ -135,14 +206,19 @@ def run(cfg: Config) -> Result:
         "fit_from": str(cfg.fit_from),
         "norm_desc": ", ".join(f"{m:.3f}/{s:.3f}" for m, s in zip(rec["norm_mean"], rec["norm_std"])),
         **{f"dim_{name}": f"{d:.1f}" for name, d in dims.items()},
-        "claim_low": "holds" if natural_lowest else "does not hold",
-        "claim_gauss": "holds" if gauss_highest else "does not hold",
         "n_zero_original": f"{sets['original']['zero_norm']:,}",
         "ambient": str(rec["ambient"]),
+        "budget_points": ", ".join(f"{n:,}" for n in budgets),
+        "n_seeds": str(len(cfg.seeds)), "seed_list": ", ".join(str(s) for s in cfg.seeds),
+        "seed_first": str(cfg.seed),
     }
     numbers = {**{f"dim_{name}": d for name, d in dims.items()}, "zero_share": rec["zero_share"],
                **{f"low_norm_{name}": r["low_norm"] for name, r in sets.items()}}
-    return Result(cfg, tables={"tab_dims": table}, figures={"fig5": fig}, text=text, numbers=numbers, runs=rec)
+    for claim, v in verdicts.items():
+        text.update({claim: v.word, f"{claim}_gap": v.gap(scale=1.0, digits=1, unit=" dimensions")})
+        numbers[f"{claim}_diff"] = float(v.diffs[-1])
+    return Result(cfg, tables={"tab_dims": table}, figures={"fig5": fig, "fig_budget_dims": fig_budget}, text=text,
+                  numbers=numbers, runs={"budgets": budgets, "dims": dims_curve, "first": rec})
 
 
-__all__ = ["Config", "PRESETS", "run"]
+__all__ = ["Config", "PRESETS", "claims", "dimensions", "record", "run"]

@@ -1,15 +1,25 @@
 """Figure 5 of the patch paper (Brutzkus et al., ICML 2022) at smoke scale: the recorded fitted
-dimensions (seed 0), the verdicts on the paper's reading, and validation of the configuration."""
+dimensions per budget and seed, the verdicts on the paper's reading (the book's rule applied to those
+numbers), and validation of the configuration."""
 
 import pytest
 
 from patchnb.experiments import intrinsic_dimension
+from patchnb.experiments.verdict import budget_verdict
 
 from ..conftest import needs_fmnist
 
-# recorded from run(Config.preset("smoke")) (the same values the notebook glued before the recipe moved)
-RECORDED = {"dim_original": 4.98763, "dim_whitened": 9.07677, "dim_shuffled": 20.0562,
-            "dim_whitened_shuffled": 10.7584, "dim_gaussian": 26.6858, "zero_share": 0.16644}
+# recorded from run(Config.preset("smoke")). Seed 0 at the full budget (8,192 points) is the run the notebook
+# glued before the budget curve (4.98763, 9.07677, 20.0562, 10.7584, 26.6858: unchanged); with the budget rule
+# (issue 12) the preset runs seeds 0 and 1 at 2,048 / 4,096 / 8,192 points and dim_<set> is the mean over seeds
+RECORDED = {"dim_original": 4.82899, "dim_whitened": 8.98126, "dim_shuffled": 20.0159,
+            "dim_whitened_shuffled": 10.9628, "dim_gaussian": 26.4972, "zero_share": 0.16644}
+# per point set: per budget (2,048 / 4,096 / 8,192 points), the fitted dimension of seeds 0 and 1
+DIMS = {"original": [[4.68599, 4.54067], [4.81329, 4.69865], [4.98763, 4.67036]],
+        "whitened": [[9.00141, 8.49167], [8.92575, 8.81100], [9.07677, 8.88574]],
+        "shuffled": [[16.5922, 16.1899], [18.6419, 18.5473], [20.0562, 19.9755]],
+        "whitened_shuffled": [[11.1856, 10.1755], [10.5441, 10.9009], [10.7584, 11.1672]],
+        "gaussian": [[21.9331, 21.3511], [24.3043, 24.6772], [26.6858, 26.3086]]}
 
 
 @needs_fmnist
@@ -17,12 +27,33 @@ RECORDED = {"dim_original": 4.98763, "dim_whitened": 9.07677, "dim_shuffled": 20
 def test_intrinsic_dimension_smoke_numbers():
     result = intrinsic_dimension.run(intrinsic_dimension.Config.preset("smoke"))
     assert {k: result.numbers[k] for k in RECORDED} == pytest.approx(RECORDED, rel=1e-4)
+    assert result.runs["budgets"] == [2048, 4096, 8192]
+    for name, per_budget in DIMS.items():
+        for got, want in zip(result.runs["dims"][name], per_budget):
+            assert got == pytest.approx(want, abs=1e-4), name
     assert all(result.numbers[f"low_norm_{n}"] == 82 for n in ("original", "whitened", "gaussian"))
     t = result.text
     assert (t["claim_low"], t["claim_gauss"]) == ("holds", "holds")
+    assert (t["claim_low_gap"], t["claim_gauss_gap"]) == ("-15.2 ± 0.2 dimensions", "+6.5 ± 0.3 dimensions")
+    assert (t["budget_points"], t["n_seeds"], t["seed_list"]) == ("2,048, 4,096, 8,192", "2", "0, 1")
     assert (t["fit_from"], t["ambient"], t["n_zero_original"], t["zero_share"]) == ("4", "25", "0", "16.6%")
-    assert list(result.tables["tab_dims"]["intrinsic dimension (fit)"]) == ["5.0", "9.1", "20.1", "10.8", "26.7"]
-    assert set(result.figures) == {"fig5"}
+    assert list(result.tables["tab_dims"]["intrinsic dimension (fit)"]) == [
+        "4.8 ± 0.2", "9.0 ± 0.1", "20.0 ± 0.1", "11.0 ± 0.3", "26.5 ± 0.3"]
+    assert set(result.figures) == {"fig5", "fig_budget_dims"}
+
+
+def test_claims_are_the_books_rule_on_the_recorded_dimensions():
+    """claim_low: original below min(shuffled, gaussian); claim_gauss: gaussian above the max of the others,
+    per seed, paired; the recipe's words are budget_verdict's on the recorded numbers."""
+    budgets = [2048, 4096, 8192]
+    v = intrinsic_dimension.claims(budgets, DIMS)
+    low = [[min(s, g) for s, g in zip(DIMS["shuffled"][i], DIMS["gaussian"][i])] for i in range(3)]
+    others = [[max(v) for v in zip(*(DIMS[n][i] for n in DIMS if n != "gaussian"))] for i in range(3)]
+    assert v["claim_low"] == budget_verdict(budgets, DIMS["original"], low, claimed="less")
+    assert v["claim_gauss"] == budget_verdict(budgets, DIMS["gaussian"], others, claimed="greater")
+    assert (v["claim_low"].word, v["claim_gauss"].word) == ("holds", "holds")
+    one_seed = {n: [[x[0]] for x in per] for n, per in DIMS.items()}
+    assert intrinsic_dimension.claims(budgets, one_seed)["claim_low"].word == "not settled at this budget"
 
 
 @pytest.mark.parametrize("field, value", [("patch_size", 0), ("n_points", 1), ("ks", (4, 2, 8)), ("ks", (2,)),
@@ -37,8 +68,12 @@ def test_intrinsic_dimension_presets():
     assert smoke.fit_from == 4 and cpu.fit_from == 32 and cpu.ks[-1] == 1024
     assert intrinsic_dimension.Config.preset("paper").n_points == 2 ** 20
     assert intrinsic_dimension.Config.preset("smoke", ks=[2, 4, 8]).ks == (2, 4, 8)  # lists from a notebook
-    assert smoke.at_budget(0.5).n_points == 4096
+    assert smoke.at_budget(0.5).n_points == 4096 and smoke.budgets == [2048, 4096, 8192]
+    assert (smoke.seeds, cpu.seeds, cpu.budget_fractions) == ((0, 1), (0, 1, 2), (0.25, 0.5, 1.0))
     with pytest.raises(ValueError, match="ks: the largest k"):
         intrinsic_dimension.Config.preset("smoke", n_points=40)
-    with pytest.raises(ValueError, match="one seed"):
-        intrinsic_dimension.Config.preset("smoke", seeds=[0, 1])
+    with pytest.raises(ValueError, match="budget_fractions"):  # the smallest budget below twice the largest k
+        intrinsic_dimension.Config.preset("smoke", n_points=100)
+    for bad in ((0.5, 1.0), (0.25, 0.5, 0.75), (0.0, 0.5, 1.0), (0.5, 0.5, 1.0)):
+        with pytest.raises(ValueError, match="budget_fractions"):
+            intrinsic_dimension.Config.preset("smoke", budget_fractions=bad)

@@ -34,6 +34,12 @@ def test_intrinsic_dimension_notebook(glued):
     assert "scale=smoke" in g["data_desc"]
     dims = {k: num(g[f"dim_{k}"]) for k in ("original", "whitened", "shuffled", "whitened_shuffled", "gaussian")}
     assert all(d > 0 for d in dims.values())
-    assert g["claim_low"] in ("holds", "does not hold") and g["claim_gauss"] in ("holds", "does not hold")
-    assert (g["claim_gauss"] == "holds") == (dims["gaussian"] >= max(dims.values()) - 0.05)
+    verdicts = ("holds", "does not hold", "not settled at this budget")
+    assert g["claim_low"] in verdicts and g["claim_gauss"] in verdicts
+    # the book's rule: a claim that holds has the claimed sign at the full budget (means over seeds)
+    if g["claim_gauss"] == "holds":
+        assert dims["gaussian"] >= max(dims.values()) - 0.05 and g["claim_gauss_gap"].startswith("+")
+    if g["claim_low"] == "holds":
+        assert g["claim_low_gap"].startswith("-")
+    assert "fig_budget_dims" in g and g["budget_points"].count(",") >= 2
     assert 10 < num(g["zero_share"]) < 25  # the background share of Fashion-MNIST in [0, 1] pixels
