@@ -32,13 +32,27 @@ self-supervised encoder (first seed) as a TensorBoard projector folder with a sp
 ``book/generated/projections/ssl_zoo/`` and its zip (:func:`patchnb.eval.projections.save_book_projector`;
 the path is relative to the working directory, the repository root under ``patchnb book``).
 
-Budget: ``BUDGET = "epochs"``: a budget sweep shortens the training of the six methods and of the
-supervised bound and keeps the data and the evaluation protocol fixed (sweeping ``n_train`` would
-also change what the probes learn from). The Phi_full row keeps its own ``phi_epochs``.
+Budget: ``BUDGET = "encoder_images"``, the training images the encoders learn from: the first
+``encoder_images`` images of the training split (``None``: all of it) train the six methods, the
+supervised bound and the Phi_full row (its dictionary too), with the same epochs and schedule (so
+fewer steps); the probes and kNN always read the whole training split, so the evaluation protocol is
+the same at every budget (sweeping ``n_train`` would also change what the probes learn from; sweeping
+``epochs`` would need four epochs at cpu scale, twice the cost). The random encoder is untrained: one
+row per seed serves every budget.
+
+Verdicts: every claim of the page -- each method beats the random encoder, the supervised network is
+above the best self-supervised encoder (an upper bound), the Phi_full features probe better than the
+best self-supervised encoder, and more uniform encoders probe better (Spearman rho of uniformity and
+probe accuracy across the encoders below 0) -- is decided by the book's rule
+(:func:`patchnb.experiments.verdict.budget_verdict`) on linear-probe test accuracy at the fractions
+``budget_fractions`` of the encoders' training images (1/4, 1/2, all) over ``seeds``, paired by seed
+(:func:`patchnb.experiments.ssl_zoo_report.claims`). The ranking and the kNN winner are descriptions
+of the full budget's means, not verdicts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -58,6 +72,7 @@ from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, fit
 from .base import ExperimentConfig, Result
 from .ssl_zoo_report import BASELINES, best_test_features, figures, summary_table, texts
+from .verdict import MIN_BUDGETS
 
 #: the self-supervised methods of the zoo (keys of ``patchnb/ssl/configs``)
 METHODS = ("simclr", "mocov2", "hcl", "deepcluster", "context_encoder", "detcon")
@@ -87,8 +102,10 @@ class Config(ExperimentConfig):
     phi_epochs: int = 1
     phi_patch_size: int = 5                      # patches of the patch network (the paper's 5x5)
     projections: bool = True                     # write book/generated/projections/ssl_zoo/ (+ .zip)
+    encoder_images: int | None = None            # first training images the encoders learn from (None: all)
+    budget_fractions: tuple = (0.25, 0.5, 1.0)   # fractions of the encoders' images of the budget curve
 
-    BUDGET: ClassVar[str] = "epochs"
+    BUDGET: ClassVar[str] = "encoder_images"
 
     def validate(self) -> None:
         if not isinstance(self.methods, tuple) or not self.methods:
@@ -106,6 +123,17 @@ class Config(ExperimentConfig):
             check_int(name, getattr(self, name), low)
         if not isinstance(self.projections, bool):
             raise ValueError(f"projections must be True or False, got {self.projections!r}")
+        check_int("encoder_images", self.encoder_images, 1, allow_none=True)
+        if self.encoder_images is not None and self.n_train is not None and self.encoder_images > self.n_train:
+            raise ValueError(f"encoder_images={self.encoder_images} must be <= n_train={self.n_train} (the encoders "
+                             f"learn from the first images of the training split)")
+        fr = self.budget_fractions
+        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+                or max(fr) != 1):
+            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of the "
+                             f"encoders' training images in (0, 1], one of them 1 (the page's budget), e.g. "
+                             f"(0.25, 0.5, 1.0)")
         if self.phi_k > self.phi_n_centroids:
             raise ValueError(f"phi_k={self.phi_k} must be <= phi_n_centroids={self.phi_n_centroids}")
         if not isinstance(self.method_params, dict):
@@ -140,6 +168,30 @@ class Config(ExperimentConfig):
         """Images one method sees: full batches of the training split, ``epochs`` times."""
         return self.epochs * (n_train // self.batch_size) * self.batch_size
 
+    def budgets(self, splits: Splits) -> list[int]:
+        """The budget curve: the encoders' training images at each of ``budget_fractions``, increasing (the
+        last is this configuration's, ``encoder_images`` or the whole training split)."""
+        full = self.encoder_images or len(splits.train)
+        sizes = sorted(max(1, int(round(full * f))) for f in self.budget_fractions)
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"budget_fractions={self.budget_fractions} give {sizes} of {full} training images: not "
+                             f"distinct; use a larger n_train or other fractions")
+        return sizes
+
+
+def encoder_splits(splits: Splits, n: int) -> Splits:
+    """``splits`` whose training split is its first ``n`` images (the encoders' budget); validation,
+    test and the normalisation (of the whole training split) are unchanged."""
+    if n >= len(splits.train):
+        return splits
+    return dataclasses.replace(splits, train=splits.train.subset(torch.arange(n)))
+
+
+def _budget_key(splits: Splits, n: int) -> dict:
+    """The cache-key part of the encoders' budget: empty at the whole training split (the keys of the
+    runs made before the budget curve)."""
+    return {} if n >= len(splits.train) else {"encoder_images": n}
+
 
 # batch_size replaces every YAML train.batch_size (256 in every shipped config); method_params replace YAML
 # params where the data are too small for them (a MoCo queue or a cluster count above the training set)
@@ -149,7 +201,7 @@ PRESETS = {
                   method_params={"deepcluster": {"n_clusters": 5, "pca_dim": 8},
                                  "mocov2": {"queue_size": 512, "mochi_n_hard": 64, "mochi_s": 32, "mochi_s_prime": 16}},
                   phi_n_centroids=16, phi_k=4, phi_n_patches=1000, phi_epochs=1),
-    "cpu": dict(seeds=(0,), dataset="fashion_mnist", n_train=4000, n_val=1000, n_test=2000, width=8, epochs=2,
+    "cpu": dict(seeds=(0, 1), dataset="fashion_mnist", n_train=4000, n_val=1000, n_test=2000, width=8, epochs=2,
                 batch_size=256, knn_bank_size=2000, n_geometry=1000,
                 method_params={"deepcluster": {"n_clusters": 50, "pca_dim": 32}},
                 phi_n_centroids=128, phi_k=32, phi_n_patches=20000, phi_epochs=1),
@@ -174,12 +226,16 @@ def _trained(res, **extra) -> dict:
             **extra}
 
 
-def run_ssl(cfg: Config, method: str, seed: int, splits: Splits) -> dict:
-    """One self-supervised method at one seed (cached): training record, backbone weights, evaluation."""
+def run_ssl(cfg: Config, method: str, seed: int, splits: Splits, n: int | None = None) -> dict:
+    """One self-supervised method at one seed (cached): training record, backbone weights, evaluation.
+    ``n``: the encoder learns from the first ``n`` training images (default: all); the evaluation reads
+    the whole of ``splits``."""
+    n = len(splits.train) if n is None else n
     file_cfg = read_method_config(method)
     params = cfg.method_overrides(method)
     key = dict(row=method, file=file_cfg, params=params, seed=seed, width=cfg.width, epochs=cfg.epochs,
-               batch_size=cfg.batch_size, n_geometry=cfg.n_geometry, **cfg.data_key())
+               batch_size=cfg.batch_size, n_geometry=cfg.n_geometry, **cfg.data_key(), **_budget_key(splits, n))
+    full, splits = splits, encoder_splits(splits, n)
 
     def compute(run_dir):
         m = build_method(file_cfg, **params)
@@ -189,7 +245,7 @@ def run_ssl(cfg: Config, method: str, seed: int, splits: Splits) -> dict:
         res = fit(model, splits, cfg.train_config(method, seed), m, run_dir=run_dir, name=f"ssl_zoo-{method}",
                   progress=True)
         state = {k: v.cpu() for k, v in model.backbone.state_dict().items()}
-        return _trained(res, state=state, eval=evaluate(cfg, model.backbone, splits))
+        return _trained(res, state=state, eval=evaluate(cfg, model.backbone, full))
 
     return cached("ssl_zoo", key, compute)
 
@@ -206,10 +262,13 @@ def run_random(cfg: Config, seed: int, splits: Splits) -> dict:
     return cached("ssl_zoo", key, compute)
 
 
-def run_supervised(cfg: Config, seed: int, splits: Splits) -> dict:
-    """The same backbone + a linear layer, cross-entropy, the methods' epochs and batch size."""
+def run_supervised(cfg: Config, seed: int, splits: Splits, n: int | None = None) -> dict:
+    """The same backbone + a linear layer, cross-entropy, the methods' epochs and batch size, on the first
+    ``n`` training images (default: all)."""
+    n = len(splits.train) if n is None else n
     key = dict(row="supervised", seed=seed, train=SUPERVISED_TRAIN, width=cfg.width, epochs=cfg.epochs,
-               batch_size=cfg.batch_size, n_geometry=cfg.n_geometry, **cfg.data_key())
+               batch_size=cfg.batch_size, n_geometry=cfg.n_geometry, **cfg.data_key(), **_budget_key(splits, n))
+    full, splits = splits, encoder_splits(splits, n)
 
     def compute(run_dir):
         torch.manual_seed(seed)
@@ -218,16 +277,19 @@ def run_supervised(cfg: Config, seed: int, splits: Splits) -> dict:
         res = fit(model, splits, cfg.train_config("supervised", seed), Classification(), run_dir=run_dir,
                   name="ssl_zoo-supervised", progress=True)
         return _trained(res, state=backbone.state_dict(), trained_test_acc=res.test["score"],
-                        eval=evaluate(cfg, backbone, splits))
+                        eval=evaluate(cfg, backbone, full))
 
     return cached("ssl_zoo", key, compute)
 
 
-def run_phi_full(cfg: Config, seed: int, splits: Splits) -> dict:
-    """The Phi_full patch network (Brutzkus et al. 2022), trained supervised; its bottleneck is probed."""
+def run_phi_full(cfg: Config, seed: int, splits: Splits, n: int | None = None) -> dict:
+    """The Phi_full patch network (Brutzkus et al. 2022), trained supervised (dictionary and network on the
+    first ``n`` training images, default all); its bottleneck is probed."""
+    n = len(splits.train) if n is None else n
     key = dict(row="phi_full", seed=seed, train=PHI_FULL_TRAIN, n_centroids=cfg.phi_n_centroids, k=cfg.phi_k,
                n_patches=cfg.phi_n_patches, patch_size=cfg.phi_patch_size, epochs=cfg.phi_epochs,
-               batch_size=cfg.batch_size, n_geometry=cfg.n_geometry, **cfg.data_key())
+               batch_size=cfg.batch_size, n_geometry=cfg.n_geometry, **cfg.data_key(), **_budget_key(splits, n))
+    full, splits = splits, encoder_splits(splits, n)
 
     def compute(run_dir):
         torch.manual_seed(seed)
@@ -238,31 +300,39 @@ def run_phi_full(cfg: Config, seed: int, splits: Splits) -> dict:
         res = fit(net, splits, cfg.train_config("phi_full", seed), Classification(), run_dir=run_dir,
                   name="ssl_zoo-phi_full", progress=True)
         bottleneck = FeatureMap(net, "features")
-        return _trained(res, trained_test_acc=res.test["score"], eval=evaluate(cfg, bottleneck, splits))
+        return _trained(res, trained_test_acc=res.test["score"], eval=evaluate(cfg, bottleneck, full))
 
     return cached("ssl_zoo", key, compute)
 
 
-def run_row(cfg: Config, row: str, seed: int, splits: Splits) -> dict:
+def run_row(cfg: Config, row: str, seed: int, splits: Splits, n: int | None = None) -> dict:
+    """One row at one seed, its encoder trained on the first ``n`` training images (the random row is
+    untrained: the same at every ``n``)."""
     if row in METHODS:
-        return run_ssl(cfg, row, seed, splits)
-    return {"random": run_random, "supervised": run_supervised, "phi_full": run_phi_full}[row](cfg, seed, splits)
+        return run_ssl(cfg, row, seed, splits, n)
+    if row == "random":
+        return run_random(cfg, seed, splits)
+    return {"supervised": run_supervised, "phi_full": run_phi_full}[row](cfg, seed, splits, n)
 
 
 def run(cfg: Config) -> Result:
-    """Every row at every seed (cached), then the table, figures, words and numbers of the page."""
+    """Every row at every seed and budget (cached), then the table (full budget), figures, words, verdicts
+    and numbers of the page."""
     t0 = time.perf_counter()
     splits = load_data(cfg)
     order = (*cfg.methods, *BASELINES)
-    runs: dict[str, list[dict]] = {}
-    for seed, row in tqdm([(s, r) for s in cfg.seeds for r in order], desc="ssl_zoo rows"):
-        runs.setdefault(row, []).append(run_row(cfg, row, seed, splits))
+    budgets = cfg.budgets(splits)
+    curve: dict[int, dict[str, list[dict]]] = {n: {} for n in budgets}
+    points = [(n, s, r) for n in reversed(budgets) for s in cfg.seeds for r in order]
+    for n, seed, row in tqdm(points, desc="ssl_zoo rows x budgets"):
+        curve[n].setdefault(row, []).append(run_row(cfg, row, seed, splits, n))
+    runs = curve[budgets[-1]]
     result = Result(cfg, runs=runs)
     result.tables["tab_zoo"] = summary_table(cfg, runs)
-    result.text, result.numbers = texts(cfg, runs, splits)
+    result.text, result.numbers = texts(cfg, runs, splits, curve)
     best = result.text["best_ssl"]
     test_feats = best_test_features(cfg, runs, splits, best)
-    result.figures = figures(cfg, runs, splits, best, test_feats)
+    result.figures = figures(cfg, runs, splits, best, test_feats, curve)
     if cfg.projections:  # the best self-supervised encoder's test embeddings, for the TensorBoard projector
         result.text["projection_dir"] = str(save_book_projector(
             "ssl_zoo", {best: test_feats}, splits.test.labels, splits.test.classes, images=splits.test.images,

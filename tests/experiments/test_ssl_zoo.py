@@ -1,6 +1,7 @@
 """The SSL zoo recipe (patchnb.experiments.ssl_zoo) at smoke scale: its numbers are pinned (the values the
-notebook produced before the recipe moved into the package), its words agree with its numbers, and bad
-parameters fail naming the parameter."""
+notebook produced before the recipe moved into the package), its words agree with its numbers, its verdicts
+are the book's rule (budget_verdict) applied to the budget curve's numbers, and bad parameters fail naming
+the parameter."""
 
 import re
 
@@ -10,7 +11,8 @@ import pytest
 matplotlib.use("Agg")
 
 from patchnb.experiments import ssl_zoo as exp  # noqa: E402
-from patchnb.experiments.ssl_zoo_report import LABELS  # noqa: E402
+from patchnb.experiments.ssl_zoo_report import LABELS, all_of, claims  # noqa: E402
+from patchnb.experiments.verdict import budget_verdict  # noqa: E402
 
 from ..conftest import needs_fmnist  # noqa: E402
 
@@ -49,9 +51,16 @@ def test_smoke_numbers_are_pinned(result):
     assert n["phi_trained_acc"] == pytest.approx(0.1484375, abs=1e-6)
     t = result.text
     assert t["rank_order"] == "deepcluster,detcon,simclr,hcl,mocov2,context_encoder"
-    assert t["best_ssl"] == "deepcluster" and t["n_beat_random"] == "4" and t["n_above_supervised"] == "4"
-    assert t["beat_list"] == "DeepCluster, DetCon_S, SimCLR, HCL" and t["random_verdict"] == "are not"
-    assert t["bound_verdict"] == "is not yet" and t["phi_verdict"] == "above" and t["rho_verdict"] == "no clear"
+    # before the budget rule (issue 12) the words came from the means at one budget: 4 methods beat random
+    # ("are not" all), the supervised row "is not yet" a bound, Phi_full "above", "no clear" rho. Smoke has one
+    # seed, so every verdict is now "not settled at this budget" and no method beats random by the rule
+    assert t["best_ssl"] == "deepcluster" and t["n_beat_random"] == "0" and t["beat_list"] == "none"
+    for claim in (*(f"claim_random_{m}" for m in exp.METHODS), "claim_all_random", "claim_bound", "claim_phi",
+                  "claim_uniformity"):
+        assert t[claim] == "not settled at this budget", claim
+    assert t["claim_random_deepcluster_gap"] == "+7.8 (one seed: no error bar) points"
+    assert t["claim_phi_gap"] == "+18.8 (one seed: no error bar) points"
+    assert (t["budget_images"], t["n_seeds"]) == ("32, 64, 128", "1")
     assert "128 images seen per method" in t["budget_desc"] and "scale=smoke" in t["data_desc"]
 
 
@@ -59,7 +68,7 @@ def test_smoke_numbers_are_pinned(result):
 @needs_fmnist
 def test_page_parts_agree_with_the_numbers(result):
     rows = exp.METHODS + exp.BASELINES
-    assert set(result.figures) == {"fig_curves", "fig_plane", "fig_confusion", "fig_query"}
+    assert set(result.figures) == {"fig_curves", "fig_plane", "fig_confusion", "fig_query", "fig_budget_zoo"}
     table = result.tables["tab_zoo"]
     assert list(table.index) == [LABELS[r] for r in rows]
     assert table.loc[LABELS["phi_full"], "feature dim"] == 1152
@@ -69,6 +78,55 @@ def test_page_parts_agree_with_the_numbers(result):
         assert gap and float(gap.group(1)) == pytest.approx(100 * (n[f"probe_{m}"] - n["probe_supervised"]), abs=0.051)
     assert all(len(r) == 1 and r[0]["eval"]["n_geometry"] == 64 for r in result.runs.values())
     assert float(t["wall_clock"]) > 0
+    for m in exp.METHODS:  # the claim's difference at the full budget is the table's probe gap to random
+        assert n[f"claim_random_{m}_diff"] == pytest.approx(n[f"probe_{m}"] - n["probe_random"], abs=1e-9)
+    assert n["claim_bound_diff"] == pytest.approx(n["probe_supervised"] - n["probe_deepcluster"], abs=1e-9)
+
+
+def _curve(probe: dict, uniformity: dict, budgets=(10, 20, 40)) -> dict:
+    """A made-up budget curve: {budget: {row: [record per seed]}} with probe accuracy and uniformity."""
+    return {n: {r: [{"eval": {"probe_accuracy": p[i][j], "uniformity": uniformity[r][i][j]}} for j in range(len(p[i]))]
+                for r, p in probe.items()} for i, n in enumerate(budgets)}
+
+
+def test_claims_are_the_books_rule_on_the_probe_accuracies():
+    cfg = exp.Config.preset("smoke", methods=["simclr", "hcl"], seeds=[0, 1])
+    rows = ("simclr", "hcl", "random", "supervised", "phi_full")
+    probe = {"simclr": [[0.50, 0.52], [0.60, 0.61], [0.70, 0.72]], "hcl": [[0.40, 0.47], [0.41, 0.46], [0.40, 0.50]],
+             "random": [[0.45, 0.45]] * 3, "supervised": [[0.60, 0.62], [0.70, 0.70], [0.80, 0.81]],
+             "phi_full": [[0.50, 0.70], [0.60, 0.65], [0.75, 0.66]]}
+    order = {"simclr": -1.0, "hcl": -0.5, "random": 0.0, "supervised": -2.0, "phi_full": -1.5}
+    uniformity = {r: [[order[r]] * 2] * 3 for r in rows}  # the most uniform probe best: rho < 0 at every point
+    v = claims(cfg, _curve(probe, uniformity), best="simclr")
+    b = [10, 20, 40]
+    assert v["claim_random_simclr"] == budget_verdict(b, probe["simclr"], probe["random"])
+    assert v["claim_random_hcl"] == budget_verdict(b, probe["hcl"], probe["random"])
+    assert v["claim_bound"] == budget_verdict(b, probe["supervised"], probe["simclr"])
+    assert v["claim_phi"] == budget_verdict(b, probe["phi_full"], probe["simclr"])
+    assert (v["claim_random_simclr"].word, v["claim_random_hcl"].word) == ("holds", "not settled at this budget")
+    assert (v["claim_bound"].word, v["claim_phi"].word) == ("holds", "not settled at this budget")
+    assert v["claim_uniformity"].word == "holds" and v["claim_uniformity"].diffs[-1] < 0
+    assert all_of([v["claim_random_simclr"], v["claim_random_hcl"]]) == "not settled at this budget"
+    assert all_of([v["claim_random_simclr"], v["claim_bound"]]) == "holds"
+    worse = {**probe, "hcl": [[0.30, 0.31], [0.30, 0.32], [0.30, 0.31]]}
+    v2 = claims(cfg, _curve(worse, uniformity), best="simclr")
+    assert v2["claim_random_hcl"].word == "does not hold"
+    assert all_of([v2["claim_random_simclr"], v2["claim_random_hcl"]]) == "does not hold"
+
+
+def test_encoder_splits_take_the_first_training_images_and_keep_the_rest(tmp_cache):
+    import torch
+
+    from patchnb.data import load_splits
+
+    splits = load_splits("synthetic", train_size=100, val_size=20, test_size=20)
+    sub = exp.encoder_splits(splits, 25)
+    assert len(sub.train) == 25 and torch.equal(sub.train.images, splits.train.images[:25])
+    assert sub.val is splits.val and sub.test is splits.test and sub.norm == splits.norm
+    assert exp.encoder_splits(splits, 100) is splits
+    cfg = exp.Config.preset("smoke")
+    assert cfg.budgets(splits) == [25, 50, 100]
+    assert exp.Config.preset("smoke", encoder_images=40).budgets(splits) == [10, 20, 40]
 
 
 def test_train_config_is_the_yaml_with_the_presets_overrides():
@@ -91,7 +149,9 @@ def test_presets_and_budget():
         "mocov2": {"momentum": 0.999}}
     cpu = exp.Config.preset("cpu", methods=["simclr", "hcl"])
     assert cpu.methods == ("simclr", "hcl") and cpu.images_seen(4000) == 2 * 15 * 256
-    assert exp.Config.BUDGET == "epochs" and paper.at_budget(0.25).epochs == 50
+    assert cpu.seeds == (0, 1) and cpu.budget_fractions == (0.25, 0.5, 1.0)  # >= 2 seeds: verdicts can settle
+    assert exp.Config.BUDGET == "encoder_images" and cpu.replace(encoder_images=4000).at_budget(0.25).encoder_images \
+        == 1000
 
 
 @pytest.mark.parametrize("overrides, name", [
@@ -100,6 +160,9 @@ def test_presets_and_budget():
     ({"epochs": 0}, "epochs"), ({"batch_size": 1}, "batch_size"), ({"n_geometry": 1}, "n_geometry"),
     ({"phi_k": 64}, "phi_k"), ({"method_params": {"byol": {}}}, "method_params"),
     ({"method_params": {"simclr": {"temprature": 0.1}}}, "method_params"), ({"seeds": [0, 0]}, "seeds"),
+    ({"encoder_images": 0}, "encoder_images"), ({"encoder_images": 200}, "encoder_images"),
+    ({"budget_fractions": (0.5, 1.0)}, "budget_fractions"),
+    ({"budget_fractions": (0.25, 0.5, 0.75)}, "budget_fractions"),
 ])
 def test_bad_parameters_name_themselves(overrides, name):
     with pytest.raises(ValueError, match=name):
