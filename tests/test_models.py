@@ -6,7 +6,7 @@ import torch
 from patchnb import data, train
 from patchnb.embedding import PatchEmbedding, build_dictionary
 from patchnb.models import LocallyLinearNetwork, VGGLike, train_layerwise, vanilla_cnn
-from patchnb.models.patch import SimpleNetwork, patch_layer, seeded_init
+from patchnb.models.patch import SimpleNetwork, patch_layer, seeded_init, simple_parameters
 
 
 def _dict(c=1, p=5, n=32, seed=0):
@@ -159,6 +159,8 @@ def test_simple_network_size_and_init():
         cpu256, paper = SimpleNetwork(emb, (1, 28, 28), 10), SimpleNetwork(emb3, (3, 32, 32), 10)
     assert sum(p.numel() for p in cpu256.parameters()) == 256 * 25 * 24 * 24 * 10 + 10 == 36_864_010
     assert sum(p.numel() for p in paper.parameters()) == 256 * 75 * 28 * 28 * 10 + 10 == 150_528_010
+    assert [simple_parameters(*a) for a in (((1, 28, 28), 64), ((1, 28, 28), 256), ((3, 32, 32), 256))] == [
+        9_216_010, 36_864_010, 150_528_010]
     # the factorised variant (a 1x1 conv N*D -> N, then the head) is a different, smaller-rank model
     fact = LocallyLinearNetwork(PatchEmbedding.from_dictionary(_dict(n=64), 16, "simple"), (1, 28, 28), 10,
                                 use_pool=False, use_batch_norm=False, use_bottleneck=False)

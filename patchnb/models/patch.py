@@ -170,6 +170,13 @@ class SimpleNetwork(nn.Module):
         return torch.cat([self._logits(x[i:i + step]) for i in range(0, len(x), step)])
 
 
+def simple_parameters(image_shape: Sequence[int], n_centroids: int, patch_size: int = 5, n_classes: int = 10) -> int:
+    """The parameters of :class:`SimpleNetwork` on (C, H, W) images: N*D*H'*W'*n_classes + n_classes with
+    D = C p^2 and H' = H - p + 1, W' = W - p + 1 (the original's ``nn.Linear`` over the full embedding)."""
+    c, h, w = image_shape
+    return n_centroids * c * patch_size ** 2 * (h - patch_size + 1) * (w - patch_size + 1) * n_classes + n_classes
+
+
 def random_patch_dictionary(channels: int, patch_size: int, n_patches: int, n_centroids: int,
                             whitening: str = "pca", seed: int = 0, n_iter: int = 20, eps: float = 1e-3) -> dict:
     """The dictionary of Table 1's *random patches* as the original builds it (``main.py

@@ -25,6 +25,8 @@ def test_table2_smoke_numbers():
     assert set(result.figures) == {"fig_table2", "fig_curves_table2", "fig_budget_table2"}
     assert result.text["t2_desc"] == "N=16, k=4, batch 32, learning rates 1e-05 (simple) and 0.001 (constrained)"
     assert list(result.tables["tab_table2"]["lr"]) == ["1e-05", "0.001"]
+    # the Simple model's size, N*D*H'*W'*classes + classes: 16*25*24*24*10 + 10 here, 256*75*28*28*10 + 10 on CIFAR-10
+    assert (result.text["simple_params"], result.text["simple_params_paper"]) == ("2,304,010", "150,528,010")
 
 
 def test_table2_presets_are_the_papers_commands():

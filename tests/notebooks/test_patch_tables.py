@@ -66,6 +66,10 @@ def test_patch_table2(glued):
     check(g, "claim_constrained", "acc_constrained", "acc_simple")
     assert {"tab_table2", "fig_table2", "fig_curves_table2", "fig_budget_table2"} <= set(g)
     assert "batch 32" in g["t2_desc"]
+    # the Simple model is one linear layer over N*D*H*W (issue 12): N*D*H*W*10 + 10 parameters, N from t2_desc
+    n = int(re.search(r"N=(\d+)", g["t2_desc"]).group(1))
+    assert int(g["simple_params"].replace(",", "")) == n * 25 * 24 * 24 * 10 + 10
+    assert g["simple_params_paper"] == "150,528,010"
 
 
 def test_patch_table3(glued):

@@ -34,11 +34,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...checks import check_float
+from ...models.patch import simple_parameters
 from ..base import Result
 from . import budget
 from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import accuracy_figure, curves_figure, val_curve
 
+#: CIFAR-10's image shape, the paper preset's data (for the paper-scale size of the Simple model)
+PAPER_SHAPE = (3, 32, 32)
 #: the head of both variants in the Table 2 commands: no pooling, no BatchNorm, no bottleneck
 TABLE2_HEAD = dict(avg_pool=[False], batch_norm=[False], bottleneck=False)
 
@@ -65,7 +68,9 @@ Config.PRESETS = PRESETS
 def run(cfg: Config) -> Result:
     """Table 2: ``tab_table2``, ``fig_table2`` (accuracy per variant), ``fig_curves_table2`` (training
     curves), ``fig_budget_table2`` (budget curves); text ``acc_simple``, ``acc_constrained``, the verdict
-    ``claim_constrained`` and ``claim_constrained_gap``, ``t2_desc``, ``budget_images``,
+    ``claim_constrained`` and ``claim_constrained_gap``, ``simple_params`` (the Simple model's parameters
+    on this page's data, 5x5 patches) and ``simple_params_paper`` (at the paper preset, CIFAR-10),
+    ``t2_desc``, ``budget_images``,
     ``budget_schedule`` and the page's ``data_desc`` / ``budget_desc``; numbers ``acc_simple``,
     ``acc_constrained``, ``claim_constrained_diff``."""
     splits = cfg.load_data()
@@ -81,6 +86,8 @@ def run(cfg: Config) -> Result:
             "t2_desc": f"N={cfg.n_centroids}, k={cfg.k}, batch {cfg.batch_size}, learning rates {cfg.lr_simple:g} "
                        f"(simple) and {cfg.lr:g} (constrained)",
             "acc_simple": rows["Simple"]["test acc. (%)"], "acc_constrained": rows["Constrained"]["test acc. (%)"],
+            "simple_params": f"{simple_parameters(splits.shape, cfg.n_centroids, 5, len(splits.classes)):,}",
+            "simple_params_paper": f"{simple_parameters(PAPER_SHAPE, PRESETS['paper']['n_centroids']):,}",
             **budget.claim_text("claim_constrained", v)}
     numbers = {"acc_simple": rows["Simple"]["_mean"], "acc_constrained": rows["Constrained"]["_mean"],
                **budget.claim_numbers("claim_constrained", v)}
