@@ -22,6 +22,17 @@ the study's architectures (``widths``), trained from scratch; early stopping use
 takes part ("patch"), which no published comparison includes; the transfer head is initialised from
 the run's seed (:func:`patchnb.bias.transfer.transfer`), so a transfer result does not depend on what
 ran before it in the process.
+
+Verdicts: the two claims of the conclusion -- attention models (ViT, CoAtNet) have a higher shape bias
+than convolutional ones (ResNet, ConvNeXt) after cue-consistent training, and stylized training raises
+the shape bias (Geirhos et al. 2019), both at the strongest texture -- are decided by the book's rule
+(:func:`patchnb.experiments.verdict.budget_verdict`) from runs at the fractions ``budget_fractions`` of
+``n_train`` (``BUDGET``: 1/4, 1/2 and all of the training stimuli) over ``seeds``, paired by seed. Only
+the models these claims compare (the convolutional and attention models of ``models``) are run at the
+smaller budgets, both training sets, the strongest texture; each budget is its own run with the
+chapter's schedule (the same epochs and cosine schedule on fewer stimuli, so fewer steps). The full
+budget is the table's runs. The other words of the conclusion (which models are texture-biased, how
+many stylized training moves) describe the means over seeds at the full budget; they are not verdicts.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from ..checks import check_float, check_int
 from ..models.vision import MODELS, make_vision_model
 from ..train import TrainConfig, mean_std
 from .base import ExperimentConfig, Result
+from .verdict import MIN_BUDGETS, UNSETTLED, budget_figure, budget_verdict
 
 TRAIN_KINDS = ("consistent", "stylized")
 CONVOLUTIONAL, ATTENTION = ("resnet", "convnext"), ("vit", "coatnet")
@@ -73,6 +85,7 @@ class Config(ExperimentConfig):
     image_size: int = 28
     batch_size: int = 64
     lr: float = 2e-3
+    budget_fractions: tuple = (0.25, 0.5, 1.0)  # fractions of n_train of the claims' budget curve (one is 1)
 
     BUDGET: ClassVar[str] = "n_train"
 
@@ -105,6 +118,21 @@ class Config(ExperimentConfig):
         for m in self.models:
             check_int(f"widths[{m!r}]", self.widths[m], 1)
         object.__setattr__(self, "widths", dict(self.widths))  # a copy: presets share their dict
+        fr = self.budget_fractions
+        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+                or max(fr) != 1):
+            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
+                             f"n_train in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
+        sizes = [max(1, int(round(self.n_train * f))) for f in fr]
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"budget_fractions={fr} give n_train {sorted(sizes)}: not distinct; use a larger "
+                             f"n_train or other fractions")
+
+    @property
+    def budgets(self) -> list[int]:
+        """The claims' budget curve: training stimuli per run, increasing (the last is ``n_train``)."""
+        return sorted(max(1, int(round(self.n_train * f))) for f in self.budget_fractions)
 
     def train_config(self, seed: int) -> TrainConfig:
         """The optimisation of every run of the chapter (bias training and transfer)."""
@@ -192,9 +220,10 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def verdicts(summary: pd.DataFrame, strength: float) -> tuple[dict, dict]:
-    """The words and numbers of the chapter's conclusion at texture ``strength``: which models decide
-    mostly by texture after cue-consistent training, which stylized training moves, and the gap between
-    attention and convolutional models against the seed-to-seed spread."""
+    """The descriptive words and numbers of the chapter's conclusion at texture ``strength`` (means over
+    seeds, one budget; the claims are decided by :func:`claims`): which models decide mostly by texture
+    after cue-consistent training, how many stylized training moves, and the mean gap between attention
+    and convolutional models beside the seed-to-seed spread."""
     top = summary[summary["texture strength"] == strength]
     cons = top[top["trained on"] == "consistent"].set_index("model")
     styl = top[top["trained on"] == "stylized"].set_index("model")["sb"]
@@ -214,13 +243,93 @@ def verdicts(summary: pd.DataFrame, strength: float) -> tuple[dict, dict]:
     attn = [m for m in ATTENTION if m in sb.index]
     if conv and attn:
         gap, spread = float(sb[attn].mean() - sb[conv].mean()), float(cons["sb_std"].mean())
-        text.update(attn_minus_conv=f"{100 * gap:+.0f} points", gap_vs_spread="larger" if abs(gap) > spread
-                    else "not larger", seed_spread=f"{100 * spread:.0f} points")
+        text.update(attn_minus_conv=f"{100 * gap:+.0f} points", seed_spread=f"{100 * spread:.0f} points")
         numbers.update(attn_minus_conv=gap, seed_spread=spread)
     else:
-        text.update(attn_minus_conv="not measured (needs a convolutional and an attention model)",
-                    gap_vs_spread="not comparable", seed_spread="n/a")
+        text.update(attn_minus_conv="not measured (needs a convolutional and an attention model)", seed_spread="n/a")
     return text, numbers
+
+
+def claim_models(cfg: Config) -> tuple[list[str], list[str]]:
+    """The convolutional and the attention models of ``cfg.models`` (the models the claims compare)."""
+    return [m for m in CONVOLUTIONAL if m in cfg.models], [m for m in ATTENTION if m in cfg.models]
+
+
+def budget_curves(cfg: Config, masks: tuple, strength: float) -> dict[tuple[str, str], list[list[float]]]:
+    """Shape bias per ``(model, training set)`` of the claims' models, per budget of ``cfg.budgets`` per
+    seed (cached runs; the full budget is the table's runs)."""
+    conv, attn = claim_models(cfg)
+    points = [(n, cfg if n == cfg.n_train else cfg.replace(n_train=n)) for n in cfg.budgets]
+    grid = [(m, k, n, at, seed) for m in conv + attn for k in TRAIN_KINDS for n, at in points for seed in cfg.seeds]
+    out: dict[tuple[str, str], list[list[float]]] = {}
+    for m, k, n, at, seed in tqdm(grid, desc="shape-bias budget curve"):
+        per = out.setdefault((m, k), [[] for _ in points])
+        per[[p for p, _ in points].index(n)].append(float(bias_record(at, m, k, strength, seed, masks)["shape_bias"]))
+    return out
+
+
+def _mean_over(curves: dict, models: list[str], kind: str) -> list[list[float]]:
+    """Per budget per seed, the mean shape bias of ``models`` trained on ``kind``."""
+    per_model = [curves[(m, kind)] for m in models]
+    return [[sum(v) / len(v) for v in zip(*(pm_[i] for pm_ in per_model))] for i in range(len(per_model[0]))]
+
+
+def claims(cfg: Config, budgets: list[int], curves: dict) -> tuple[dict, dict, dict]:
+    """The chapter's two claims decided by the book's rule (paired by seed): ``claim_attn_shape``, the
+    mean shape bias of the attention models exceeds that of the convolutional ones after cue-consistent
+    training; ``claim_stylized``, stylized training raises the mean shape bias of the claims' models.
+    Returns the glued words and gaps, the numbers (``<claim>_diff``) and the curves drawn."""
+    conv, attn = claim_models(cfg)
+    both = conv + attn
+    text, numbers, drawn = {}, {}, {}
+    pairs = {}
+    if conv and attn:
+        a, b = _mean_over(curves, attn, "consistent"), _mean_over(curves, conv, "consistent")
+        pairs["claim_attn_shape"] = (a, b)
+        drawn["attention (consistent)"], drawn["convolution (consistent)"] = a, b
+    if both:
+        a, b = _mean_over(curves, both, "stylized"), _mean_over(curves, both, "consistent")
+        pairs["claim_stylized"] = (a, b)
+        drawn["claims' models, stylized"], drawn["claims' models, consistent"] = a, b
+    for claim in ("claim_attn_shape", "claim_stylized"):
+        if claim not in pairs:
+            text.update({claim: "not measured (needs a convolutional and an attention model)",
+                         f"{claim}_gap": "n/a"})
+            continue
+        a, b = pairs[claim]
+        if not all(x == x for v in a + b for x in v):  # a run without a shape or texture decision: NaN
+            text.update({claim: UNSETTLED, f"{claim}_gap": "n/a (a run made no shape or texture decision)"})
+            continue
+        v = budget_verdict(budgets, a, b, claimed="greater", paired=True)
+        text.update({claim: v.word, f"{claim}_gap": v.gap()})
+        numbers[f"{claim}_diff"] = float(v.diffs[-1])
+    return text, numbers, drawn
+
+
+def budget_text(cfg: Config) -> dict[str, str]:
+    """``budget_images`` (the curve's training-set sizes), ``budget_schedule`` (what trains at each) and
+    ``claim_models`` (the models run along the curve)."""
+    conv, attn = claim_models(cfg)
+    return {"budget_images": ", ".join(f"{n:,}" for n in cfg.budgets),
+            "budget_schedule": f"{cfg.epochs} epoch(s) at every budget, batch {cfg.batch_size}, Adam lr {cfg.lr:g} "
+                               f"with a cosine schedule over the run's steps",
+            "claim_models": ", ".join(conv + attn) or "none"}
+
+
+def budget_fig(budgets: list[int], drawn: dict, strength: float):
+    """The claims' budget curves: shape bias against training stimuli, one panel per claim."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    names = list(drawn)
+    for ax, pair, title in zip(axes, (names[:2], names[2:]) if len(names) == 4 else (names[:0], names),
+                               ("attention vs convolution", "stylized vs cue-consistent training")):
+        if pair:
+            budget_figure(budgets, {n: drawn[n] for n in pair}, "training stimuli",
+                          ylabel="shape bias on cue-conflict (%)", title=f"{title} (texture {strength:g})", ax=ax)
+        else:
+            ax.axis("off")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
 
 
 def run(cfg: Config) -> Result:
@@ -236,6 +345,10 @@ def run(cfg: Config) -> Result:
     summary = summarize(df)
     hi = max(cfg.strengths)
     conclusion, numbers = verdicts(summary, hi)
+    curves = budget_curves(cfg, masks, hi)
+    claim_text, claim_numbers, drawn = claims(cfg, cfg.budgets, curves)
+    conclusion.update({**claim_text, **budget_text(cfg)})
+    numbers.update(claim_numbers)
     transfers, fm_desc = transfer_table(cfg, masks, hi)
 
     shown = {kind: make_stimuli(kind, 10, *test_masks, image_size=cfg.image_size, texture_strength=1.0,
@@ -257,6 +370,8 @@ def run(cfg: Config) -> Result:
         "fig_examples": plots.decisions(e["images"], e["shape"], e["texture"], e["pred"],
                                         f"{ex['model']} trained on cue-consistent stimuli"),
     }
+    if drawn:
+        figures["fig_budget_shape_bias"] = budget_fig(cfg.budgets, drawn, hi)
     for fig in figures.values():  # shown by the page's glue, not by the inline backend
         plt.close(fig)
     text = {
@@ -272,7 +387,10 @@ def run(cfg: Config) -> Result:
     numbers["other_share"] = float(df.n_other.sum() / (len(df) * cfg.n_conflict))
     return Result(cfg, tables={"tab_shape_bias": summary.drop(columns=["sb", "sb_std", "acc"]),
                                "tab_transfer": transfers.drop(columns=["score"], errors="ignore")},
-                  figures=figures, text=text, numbers=numbers, runs=runs)
+                  figures=figures, text=text, numbers=numbers,
+                  runs={"grid": runs, "budgets": cfg.budgets,
+                        "curves": {f"{m}/{k}": v for (m, k), v in curves.items()}})
 
 
-__all__ = ["Config", "PRESETS", "bias_record", "load_masks", "run", "summarize", "transfer_table", "verdicts"]
+__all__ = ["Config", "PRESETS", "bias_record", "budget_curves", "claims", "load_masks", "run", "summarize",
+           "transfer_table", "verdicts"]

@@ -1,11 +1,13 @@
 """The shape-vs-texture chapter (Geirhos et al., ICLR 2019; the convolution-vs-attention study) at smoke
-scale: the recorded shape biases, accuracies and transfer scores (seed 0), the conclusion's words, and
-validation of the configuration."""
+scale: the recorded shape biases, accuracies and transfer scores (seed 0), the conclusion's words, the
+claims' verdicts (the book's rule, budget_verdict, on the budget curve's numbers), and validation of the
+configuration."""
 
 import pandas as pd
 import pytest
 
 from patchnb.experiments import shape_bias
+from patchnb.experiments.verdict import budget_verdict
 
 from ..conftest import needs_fmnist
 
@@ -18,6 +20,9 @@ from ..conftest import needs_fmnist
 RECORDED = {"sb_consistent_resnet": 0.5, "sb_consistent_vit": 0.65, "sb_consistent_patch": 0.644444,
             "sb_stylized_resnet": 0.5, "sb_stylized_vit": 0.555556, "sb_stylized_patch": 0.857143,
             "sb_gain": 0.039418, "attn_minus_conv": 0.15, "seed_spread": 0.0, "other_share": 0.689167}
+# the claims' budget curve (issue 12): per (model, training set), the shape bias of seed 0 at 80 / 160 / 320
+# training stimuli (the last is the table's run, RECORDED)
+CURVES = {}
 RECORDED_TRANSFER = {"transfer_consistent_frozen": 0.094167, "transfer_consistent_finetune": 0.100833,
                      "transfer_stylized_frozen": 0.094167, "transfer_stylized_finetune": 0.100833}
 
@@ -33,12 +38,20 @@ def test_shape_bias_smoke_numbers():
     assert (t["sb_cons_range"], t["sb_styl_range"], t["sb_gain"]) == ("50–65%", "50–86%", "+4")
     assert (t["n_models"], t["n_texture_biased"], t["texture_biased"], t["shape_kept"], t["n_moved"]) == \
         ("3", "0", "none", "patch, resnet, vit", "1")
-    assert (t["attn_minus_conv"], t["gap_vs_spread"], t["n_excluded"], t["n_other_share"]) == \
-        ("+15 points", "larger", "0", "69%")
+    # before the budget rule (issue 12) the conclusion compared the gap with the seed spread ("larger", from
+    # one seed's zero spread); the claims are now decided on the budget curve and one seed never settles them
+    assert (t["attn_minus_conv"], t["n_excluded"], t["n_other_share"]) == ("+15 points", "0", "69%")
+    assert (t["claim_attn_shape"], t["claim_stylized"]) == ("not settled at this budget",) * 2
+    assert (t["budget_images"], t["claim_models"]) == ("80, 160, 320", "resnet, vit")
+    assert result.runs["budgets"] == [80, 160, 320]
+    curves = result.runs["curves"]
+    assert {k: [v[0] for v in per] for k, per in curves.items()} == pytest.approx(CURVES, abs=1e-4)
+    for name in ("claim_attn_shape", "claim_stylized"):
+        assert t[f"{name}_gap"].endswith("(one seed: no error bar) points")
     accuracy = result.tables["tab_shape_bias"].set_index(["model", "trained on"])["consistent test acc. (%)"]
     assert accuracy[("patch", "consistent")] == "53.5 ± 0.0" and accuracy[("vit", "stylized")] == "22.0 ± 0.0"
     assert list(result.tables["tab_transfer"]["mode"]) == ["frozen", "finetune"] * 2
-    assert set(result.figures) == {"fig_stimuli", "fig_shape_bias", "fig_examples"}
+    assert set(result.figures) == {"fig_stimuli", "fig_shape_bias", "fig_examples", "fig_budget_shape_bias"}
 
 
 def test_verdicts_from_a_made_up_summary():
@@ -48,10 +61,38 @@ def test_verdicts_from_a_made_up_summary():
                             for m, k, sb, sd in rows])
     text, numbers = shape_bias.verdicts(summary, 1.0)
     assert (text["texture_biased"], text["shape_kept"], text["n_moved"]) == ("resnet", "vit", "1")
-    assert (text["attn_minus_conv"], text["gap_vs_spread"], text["seed_spread"]) == ("+40 points", "larger", "3 points")
+    assert (text["attn_minus_conv"], text["seed_spread"]) == ("+40 points", "3 points")
     assert numbers["attn_minus_conv"] == pytest.approx(0.4)
     only_conv = summary[summary.model == "resnet"]
-    assert shape_bias.verdicts(only_conv, 1.0)[0]["gap_vs_spread"] == "not comparable"
+    assert shape_bias.verdicts(only_conv, 1.0)[0]["attn_minus_conv"].startswith("not measured")
+
+
+def test_claims_are_the_books_rule_on_the_budget_curve():
+    cfg = shape_bias.Config.preset("smoke", models=["resnet", "convnext", "vit"], seeds=[0, 1])
+    budgets = [80, 160, 320]
+    curves = {("resnet", "consistent"): [[0.30, 0.32], [0.31, 0.30], [0.28, 0.30]],
+              ("convnext", "consistent"): [[0.40, 0.36], [0.38, 0.40], [0.36, 0.38]],
+              ("vit", "consistent"): [[0.50, 0.60], [0.55, 0.58], [0.60, 0.62]],
+              ("resnet", "stylized"): [[0.30, 0.40], [0.35, 0.45], [0.50, 0.30]],
+              ("convnext", "stylized"): [[0.40, 0.36], [0.38, 0.40], [0.36, 0.38]],
+              ("vit", "stylized"): [[0.50, 0.60], [0.55, 0.58], [0.60, 0.62]]}
+    text, numbers, drawn = shape_bias.claims(cfg, budgets, curves)
+    conv = [[(r + c) / 2 for r, c in zip(curves[("resnet", "consistent")][i], curves[("convnext", "consistent")][i])]
+            for i in range(3)]
+    attn = curves[("vit", "consistent")]
+    expected = budget_verdict(budgets, attn, conv, claimed="greater", paired=True)
+    assert text["claim_attn_shape"] == expected.word == "holds" and text["claim_attn_shape_gap"] == expected.gap()
+    assert numbers["claim_attn_shape_diff"] == pytest.approx(expected.diffs[-1])
+    styl = [[sum(curves[(m, "stylized")][i][j] for m in ("resnet", "convnext", "vit")) / 3 for j in range(2)]
+            for i in range(3)]
+    cons = [[sum(curves[(m, "consistent")][i][j] for m in ("resnet", "convnext", "vit")) / 3 for j in range(2)]
+            for i in range(3)]
+    assert text["claim_stylized"] == budget_verdict(budgets, styl, cons).word == "not settled at this budget"
+    assert drawn["attention (consistent)"] == attn
+    only_conv = shape_bias.Config.preset("smoke", models=["resnet", "patch"])
+    t2, _, _ = shape_bias.claims(only_conv, budgets, {k: v for k, v in curves.items() if k[0] == "resnet"})
+    assert t2["claim_attn_shape"].startswith("not measured") and t2["claim_stylized"] in (
+        "holds", "does not hold", "not settled at this budget")
 
 
 @pytest.mark.parametrize("field, value", [("models", ("resnet", "alexnet")), ("models", ()),
@@ -69,7 +110,11 @@ def test_shape_bias_presets_and_train_config():
     assert shape_bias.Config.preset("cpu").seeds == (0, 1, 2) and paper.widths["vit"] == 128
     tc = smoke.train_config(3)
     assert (tc.epochs, tc.batch_size, tc.optimizer, tc.lr, tc.schedule, tc.seed) == (1, 64, "adam", 2e-3, "cosine", 3)
-    assert smoke.at_budget(0.5).n_train == 160
+    assert smoke.at_budget(0.5).n_train == 160 and smoke.budgets == [80, 160, 320]
+    assert shape_bias.Config.preset("cpu").budgets == [500, 1000, 2000]
+    for bad in ((0.5, 1.0), (0.25, 0.5, 0.75), (0.0, 0.5, 1.0)):
+        with pytest.raises(ValueError, match="budget_fractions"):
+            shape_bias.Config.preset("smoke", budget_fractions=bad)
     assert smoke.transfer_arch == "resnet"
     assert shape_bias.Config.preset("smoke", models=["vit", "patch"]).transfer_arch == "vit"
     assert shape_bias.Config.preset("smoke", models=["patch"]).transfer_arch is None

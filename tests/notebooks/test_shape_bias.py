@@ -26,4 +26,9 @@ def test_shape_bias_notebook(glued):
     assert 0 <= n_tex <= n and 0 <= int(g["n_moved"]) <= n
     listed = [] if g["texture_biased"] == "none" else g["texture_biased"].split(", ")
     assert len(listed) == n_tex  # the verdict names exactly the counted models
-    assert g["gap_vs_spread"] in ("larger", "not larger")  # smoke has resnet (conv) and vit (attention)
+    # the claims are the book's budget rule's words (smoke has resnet (conv) and vit (attention), one seed)
+    verdicts = ("holds", "does not hold", "not settled at this budget")
+    for claim in ("claim_attn_shape", "claim_stylized"):
+        assert g[claim] in verdicts and g[f"{claim}_gap"].endswith("points"), claim
+    assert "fig_budget_shape_bias" in g and g["budget_images"].count(",") == 2 and g["claim_models"] == "resnet, vit"
+    assert -100 <= num(g["claim_attn_shape_gap"]) <= 100
