@@ -20,11 +20,19 @@ Deviations from the original, named: a narrow CIFAR-style ResNet-18 (``width``) 
 SE-ResNeXt-50 (``width=64`` is the standard ResNet-18); the head is an L2-regularised logistic
 regression fitted by L-BFGS on frozen features (the original trains a linear layer with SGD for up to
 100 epochs per checkpoint and reports the best head epoch); the checkpoints cover the whole run, not a
-hand-picked plateau (epochs 700-1000 of 1000); one seed per page. ``batch_size`` and ``lr`` replace the
+hand-picked plateau (epochs 700-1000 of 1000); the sweep table, figures and test table are the first
+seed's run. ``batch_size`` and ``lr`` replace the
 YAML's (batch 256, lr 0.125 = 0.5 x 256 / 1024) at the small scales; the YAML's one-epoch warm-up is
 capped at a tenth of the epochs (none for runs under ten epochs).
 
-Budget: ``BUDGET = "epochs"`` (pre-training and cross-entropy epochs; the data stay fixed).
+Budget: ``BUDGET = "epochs"`` (pre-training and cross-entropy epochs; the data stay fixed). The page's
+claim ``claim_supcon`` (Khosla et al.: SupCon + a linear head beats cross-entropy training of the same
+backbone in test accuracy) is decided by the book's rule
+(:func:`patchnb.experiments.verdict.budget_verdict`) from the runs at ``budget_fractions`` of ``epochs``
+(1/4, 1/2 and all of them by default; each its own run with the page's schedule over its own epochs: the
+cosine schedule, the warm-up cap and the checkpoints, ``every`` capped at the run's epochs) over every seed
+of ``seeds``, SupCon and cross-entropy with the same seeds (paired). The runs at all the epochs are the
+page's runs (the same cached runs).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, features, fit
 from .base import ExperimentConfig, Result
 from .data_source import check_data_source
+from .verdict import MIN_BUDGETS, Verdict, budget_figure, budget_verdict
 
 METHOD = "supcon"  # the YAML config of the pre-training (patchnb/ssl/configs/supcon.yaml)
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -71,13 +80,12 @@ class Config(ExperimentConfig):
     batch_size: int | None = None                # None: the YAML's train.batch_size
     lr: float | None = None                      # None: the YAML's train.lr
     eval_batch_size: int = 512                   # batch of the feature extraction in the sweep
+    #: the claim's budget curve: fractions of epochs, each its own run per seed (1: the page's runs)
+    budget_fractions: tuple = (0.25, 0.5, 1.0)
 
     BUDGET: ClassVar[str] = "epochs"
 
     def validate(self) -> None:
-        if len(self.seeds) != 1:
-            raise ValueError(f"seeds must hold exactly one seed (the page follows one pre-training run), got "
-                             f"{list(self.seeds)}")
         check_data_source(self)
         check_int("image_size", self.image_size, 1, allow_none=True)
         for name in ("width", "epochs", "every", "eval_batch_size"):
@@ -87,6 +95,28 @@ class Config(ExperimentConfig):
         check_int("batch_size", self.batch_size, 2, allow_none=True)
         if self.lr is not None:
             check_float("lr", self.lr, 0.0, strict_min=True)
+        fr = self.budget_fractions
+        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+                or max(fr) != 1):
+            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
+                             f"epochs in (0, 1], one of them 1 (the page's epochs), e.g. (0.25, 0.5, 1.0)")
+
+    def budget_configs(self) -> list[tuple[int, Config]]:
+        """The points of the claim's budget curve, increasing: ``(epochs, configuration)`` per fraction of
+        ``budget_fractions``; the fraction 1 is this configuration itself (its runs are the page's), the
+        others scale ``epochs`` (``every`` capped at them). Raises ``ValueError`` if two fractions give the
+        same number of epochs."""
+        epochs = [max(1, int(round(self.epochs * f))) for f in sorted(self.budget_fractions)]
+        if len(set(epochs)) != len(epochs):
+            raise ValueError(f"budget_fractions={self.budget_fractions} give epochs {epochs} of "
+                             f"epochs={self.epochs}: not distinct; use more epochs or other fractions")
+        points = []
+        for f in sorted(self.budget_fractions):
+            e = max(1, int(round(self.epochs * f)))
+            at = self if f == 1 else self.replace(epochs=e, every=min(self.every, e))
+            points.append((at.epochs, at))
+        return points
 
     def train_config(self, seed: int) -> TrainConfig:
         """THE TrainConfig of the page (SupCon and the cross-entropy baseline): the YAML ``train`` section,
@@ -98,14 +128,17 @@ class Config(ExperimentConfig):
 
 
 PRESETS = {
-    "smoke": dict(dataset="fashion_mnist", n_train=256, n_val=128, n_test=256, width=4, epochs=2, every=1,
-                  batch_size=64, lr=0.05, eval_batch_size=512),
-    "cpu": dict(dataset="fashion_mnist", n_train=2000, n_val=500, n_test=1000, width=16, epochs=10, every=2,
-                batch_size=128, lr=0.05, eval_batch_size=512),
+    # smoke: 3 epochs (budgets 1, 2, 3), 2 seeds; cpu: budgets 2, 5, 10 epochs, 2 seeds
+    "smoke": dict(seeds=(0, 1), dataset="fashion_mnist", n_train=256, n_val=128, n_test=256, width=4, epochs=3,
+                  every=1, batch_size=64, lr=0.05, eval_batch_size=512),
+    "cpu": dict(seeds=(0, 1), dataset="fashion_mnist", n_train=2000, n_val=500, n_test=1000, width=16, epochs=10,
+                every=2, batch_size=128, lr=0.05, eval_batch_size=512),
     # batch 256 and lr 0.125 are the YAML's
-    "paper": dict(dataset="cifar10", n_train=None, n_val=None, n_test=None, width=64, epochs=1000, every=50,
-                  batch_size=None, lr=None, eval_batch_size=1024),
+    "paper": dict(seeds=(0, 1, 2), dataset="cifar10", n_train=None, n_val=None, n_test=None, width=64, epochs=1000,
+                  every=50, batch_size=None, lr=None, eval_batch_size=1024),
 }
+for _values in PRESETS.values():
+    _values.update(budget_fractions=(0.25, 0.5, 1.0))
 Config.PRESETS = PRESETS
 
 
@@ -117,7 +150,7 @@ def load_data(cfg: Config) -> Splits:
 def run_sweep(cfg: Config, seed: int, splits: Splits) -> dict:
     """SupCon pre-training with checkpoints, the sweep over them and the cross-entropy baseline (cached)."""
     file_cfg = read_method_config(METHOD)
-    key = dict(cfg.key("device"), file=file_cfg, seed=seed)
+    key = dict(cfg.key("device", "budget_fractions"), file=file_cfg, seed=seed)
 
     def compute(run_dir):
         train = cfg.train_config(seed)
@@ -163,18 +196,51 @@ def sweep_figure(out: dict, rows: pd.DataFrame):
     return fig
 
 
+def budget_runs(cfg: Config, splits: Splits) -> tuple[list[int], list[list[dict]]]:
+    """:func:`run_sweep` at every point of ``cfg.budget_configs()`` for every seed (``cfg.seeds`` order):
+    ``(epochs per budget, per budget the runs per seed)``."""
+    budgets, runs = [], []
+    for epochs, at in cfg.budget_configs():
+        budgets.append(epochs)
+        runs.append([run_sweep(at, seed, splits) for seed in cfg.seeds])
+    return budgets, runs
+
+
+def decide(budgets: list[int], runs: list[list[dict]]) -> Verdict:
+    """``claim_supcon``: SupCon's test accuracy (chosen checkpoint + linear head) > cross-entropy's, by
+    :func:`~patchnb.experiments.verdict.budget_verdict`, paired by seed."""
+    sup = [[float(r["test"]["accuracy"]) for r in at] for at in runs]
+    ce = [[float(r["ce_test"]["accuracy"]) for r in at] for at in runs]
+    return budget_verdict(budgets, sup, ce, claimed="greater", paired=True)
+
+
+def budget_plot(cfg: Config, budgets: list[int], runs: list[list[dict]]):
+    """The book's budget figure of the claim: test accuracy of SupCon + linear head and of cross-entropy
+    against the epochs (mean ± sd over the seeds)."""
+    curves = {"SupCon + linear head": [[r["test"]["accuracy"] for r in at] for at in runs],
+              "cross-entropy": [[r["ce_test"]["accuracy"] for r in at] for at in runs]}
+    fig = budget_figure(budgets, curves, "training epochs (SupCon and cross-entropy)",
+                        title=f"{cfg.dataset}, scale={cfg.scale}, {len(cfg.seeds)} seed(s)")
+    plt.close(fig)
+    return fig
+
+
 def run(cfg: Config) -> Result:
-    """The run (cached), then the sweep table and figure, the test table and confusion matrix, and the
-    words and numbers of the page."""
+    """The runs (cached) at every budget and seed, then the first seed's sweep table and figure, test table
+    and confusion matrix, the budget figure ``fig_budget``, the verdict ``claim_supcon`` with
+    ``claim_supcon_gap`` / ``claim_supcon_curve``, and the words and numbers of the page."""
+    cfg.budget_configs()  # the budget curve's points are distinct, before any data are loaded
     splits = load_data(cfg)
-    out = run_sweep(cfg, cfg.seeds[0], splits)
+    budgets, runs = budget_runs(cfg, splits)
+    verdict = decide(budgets, runs)
+    out = runs[-1][0]
     train = cfg.train_config(cfg.seeds[0])
     rows = pd.DataFrame([r for r in out["rows"] if r["status"] == "done"])
     t, c = out["test"], out["ce_test"]
     diff = t["accuracy"] - c["accuracy"]
     spread = rows["val_accuracy"].max() - rows["val_accuracy"].min()
     last_val = float(rows.iloc[-1]["val_accuracy"])
-    result = Result(cfg, runs=out)
+    result = Result(cfg, runs={**out, "budgets": dict(zip(budgets, runs))})
     result.tables = {
         "tab_sweep": rows[["checkpoint", "epoch", "val_accuracy", "weight_decay"]].assign(
             val_accuracy=lambda d: (100 * d["val_accuracy"]).round(2)),
@@ -187,6 +253,7 @@ def run(cfg: Config) -> Result:
         "fig_sweep": sweep_figure(out, rows),
         "fig_confusion": confusion_figure(t["confusion"], splits.classes,
                                           title=f"SupCon, {out['best']}: test confusion (row-normalised)"),
+        "fig_budget": budget_plot(cfg, budgets, runs),
     }
     for fig in result.figures.values():
         plt.close(fig)
@@ -199,11 +266,23 @@ def run(cfg: Config) -> Result:
         "n_ckpts": str(len(rows)), "best_ckpt": f"{out['best']} (epoch {out['best_epoch']})",
         "best_val": f"{100 * out['val']['accuracy']:.1f}%", "last_val": f"{100 * last_val:.1f}%",
         "spread": f"{100 * spread:.1f}", "sup_acc": f"{100 * t['accuracy']:.1f}%", "sup_f1": f"{100 * t['f1']:.1f}%",
-        "ce_acc": f"{100 * c['accuracy']:.1f}%", "diff": f"{100 * abs(diff):.1f}",
-        "verdict": "above" if diff > 0 else ("below" if diff < 0 else "equal to"),
+        "ce_acc": f"{100 * c['accuracy']:.1f}%", "diff": f"{100 * diff:+.1f}",
+        "claim_supcon": verdict.word, "claim_supcon_gap": verdict.gap(),
+        "claim_supcon_curve": ", ".join(f"{100 * d:+.1f} points at {n:,.0f} epochs"
+                                        for n, d in zip(verdict.budgets, verdict.diffs)),
+        "budget_epochs": ", ".join(str(n) for n in budgets),
+        "budget_seeds": f"{len(cfg.seeds)} seeds ({', '.join(str(s) for s in cfg.seeds)})",
+        "budget_sup_acc": _mean_sd([r["test"]["accuracy"] for r in runs[-1]]),
+        "budget_ce_acc": _mean_sd([r["ce_test"]["accuracy"] for r in runs[-1]]),
     }
     result.numbers = {"best_val": out["val"]["accuracy"], "last_val": last_val, "spread": float(spread),
                       "best_epoch": float(out["best_epoch"]), "n_ckpts": float(len(rows)),
                       "ce_best_epoch": float(out["ce_best_epoch"]), "diff": float(diff),
-                      **{f"sup_{k}": float(t[k]) for k in METRICS}, **{f"ce_{k}": float(c[k]) for k in METRICS}}
+                      **{f"sup_{k}": float(t[k]) for k in METRICS}, **{f"ce_{k}": float(c[k]) for k in METRICS},
+                      "claim_supcon_diff": float(verdict.diffs[-1])}
     return result
+
+
+def _mean_sd(v) -> str:
+    v = [100 * float(x) for x in v]
+    return f"{sum(v) / len(v):.1f}%" + (f" ± {pd.Series(v).std(ddof=1):.1f}" if len(v) > 1 else "")
