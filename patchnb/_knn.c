@@ -291,3 +291,33 @@ int knn_bits_rows(const float *s, uint8_t *bits, int64_t R, int64_t N, int k, in
     for (int i = 1; i < nthreads; i++) { pthread_join(th[i], NULL); err |= jobs[i].err; }
     return err;
 }
+
+/* ------------------------------------- cached pooled Phi_hard: counts back to floats (issue 12) */
+/* out[i, c, j] = (float)data[idx[i], c, j] / area[c]: the pooled features of image row idx[i] of the
+ * cache (cells c of N counts each), divided as knn_pool_cl divides. */
+typedef struct { const uint8_t *data; const int64_t *idx; int64_t cells, N; const float *area; float *out; int64_t i0, i1; } dec_job;
+
+static void *dec_worker(void *arg) {
+    dec_job *J = (dec_job *)arg;
+    for (int64_t i = J->i0; i < J->i1; i++) {
+        const uint8_t *src = J->data + J->idx[i] * J->cells * J->N;
+        float *o = J->out + i * J->cells * J->N;
+        for (int64_t c = 0; c < J->cells; c++) {
+            float a = J->area[c];
+            for (int64_t j = 0; j < J->N; j++) o[c * J->N + j] = (float)src[c * J->N + j] / a;
+        }
+    }
+    return NULL;
+}
+
+void decode_counts_u8(const uint8_t *data, const int64_t *idx, int64_t B, int64_t cells, int64_t N, const float *area,
+                      float *out, int nthreads) {
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > B) nthreads = (int)(B > 0 ? B : 1);
+    if (nthreads > 64) nthreads = 64;
+    dec_job jobs[64]; pthread_t th[64];
+    for (int i = 0; i < nthreads; i++) { dec_job J = {data, idx, cells, N, area, out, B * i / nthreads, B * (i + 1) / nthreads}; jobs[i] = J; }
+    for (int i = 1; i < nthreads; i++) pthread_create(&th[i], NULL, dec_worker, &jobs[i]);
+    dec_worker(&jobs[0]);
+    for (int i = 1; i < nthreads; i++) pthread_join(th[i], NULL);
+}

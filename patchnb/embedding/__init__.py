@@ -111,7 +111,9 @@ def _load_lib() -> ctypes.CDLL | None:
                                                                                                      i64, ci]
         lib.conv_mask_pool_cl.argtypes = lib.conv_mask_pool_backward_cl.argtypes = [vp] * 5 + [i64] * 5 + [
             ci, ci, i64, i64, ci]
+        lib.decode_counts_u8.argtypes = [vp, vp, i64, i64, i64, vp, vp, ci]
         lib.knn_mask_strided.restype = lib.knn_pool_cl.restype = lib.knn_bits_rows.restype = ci
+        lib.decode_counts_u8.restype = None
         lib.conv_mask_pool_cl.restype = lib.conv_mask_pool_backward_cl.restype = None
         lib.mask_pool_cl.restype = lib.mask_pool_backward_cl.restype = None
         _LIB = lib

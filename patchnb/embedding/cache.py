@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checks import check_int
+from . import _load_lib, _threads, kernel_backend
 from .fused import knn_bits
 from .knn import pooled_size
 
@@ -139,7 +140,12 @@ class EmbeddingCache:
                 return v
             idx = memo.find(keys)
         out = torch.empty(len(x), hp, wp, emb.n)
-        torch.div(memo.data[idx], area, out=out)
+        if dtype == torch.uint8 and kernel_backend(out) == "c":  # gather + divide in one pass
+            area = area.contiguous()
+            _load_lib().decode_counts_u8(memo.data.data_ptr(), idx.data_ptr(), len(x), hp * wp, emb.n,
+                                         area.data_ptr(), out.data_ptr(), _threads())
+        else:
+            torch.div(memo.data[idx], area, out=out)
         out = out.permute(0, 3, 1, 2)
         return out if self._channels_last else out.contiguous()
 
