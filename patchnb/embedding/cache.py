@@ -128,7 +128,7 @@ class EmbeddingCache:
         if len(miss):
             if not memo.fits(len(miss)):
                 return emb._hard_pooled(x, *pool)
-            v = emb._hard_pooled(x[miss], *pool)
+            v = emb._hard_pooled(x if len(miss) == len(x) else x[miss], *pool)
             rows = v.permute(0, 2, 3, 1)
             counts = torch.round(rows * area).to(dtype)
             if not torch.equal(counts / area, rows):  # not count / area bit for bit: do not cache
@@ -162,7 +162,7 @@ class EmbeddingCache:
         if len(miss):
             if not memo.fits(len(miss)):
                 return None
-            bits = knn_bits(emb, x[miss])
+            bits = knn_bits(emb, x if len(miss) == len(x) else x[miss])
             memo.add([keys[i] for i in miss.tolist()], bits)
             if len(miss) == len(x):
                 return bits

@@ -10,16 +10,12 @@ pools the masked conv rows (``mask_pool_cl``) and another gives their gradient
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from . import _load_lib, _threads, kernel_backend
 from .knn import _knn_mask_torch, pooled_size
-
-if TYPE_CHECKING:
-    from .module import PatchEmbedding
 
 _SHIFTS = torch.arange(8, dtype=torch.uint8)
 
@@ -163,8 +159,8 @@ class _PhiFullPooled(torch.autograd.Function):
         return gx, gw.view_as(weight), gb, None, None, None, None, None, None
 
 
-def knn_bits(embedding: PatchEmbedding, x: torch.Tensor) -> torch.Tensor:
-    """The k-nearest mask of ``embedding`` on the images ``x`` (CPU float32), bit-packed: (B, H' W',
+def knn_bits(embedding: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The k-nearest mask of ``embedding`` (a PatchEmbedding) on the images ``x`` (CPU float32), bit-packed: (B, H' W',
     ceil(N / 8)) uint8 (positions row-major, bit q of a row: centroid q among the k nearest), the
     mask :class:`_PhiFullPooled` computes, in chunks of ``CHUNK_ROWS`` rows."""
     embedding._check_input(x)
@@ -183,7 +179,7 @@ def knn_bits(embedding: PatchEmbedding, x: torch.Tensor) -> torch.Tensor:
     return bits.view(b, L, -1)
 
 
-def phi_full_pooled(x: torch.Tensor, embedding: PatchEmbedding, pool: tuple[int, int, bool] | None,
+def phi_full_pooled(x: torch.Tensor, embedding: nn.Module, pool: tuple[int, int, bool] | None,
                     chunk_rows: int | None = None) -> torch.Tensor:
     """Phi_full (Brutzkus et al. 2022, Sec. 5) then ``avg_pool2d(*pool)`` (or no pooling with ``None``),
     equal in values and gradients (up to float rounding) to ``avg_pool2d(embedding.mask(x) *
