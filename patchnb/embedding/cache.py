@@ -33,7 +33,6 @@ import torch.nn.functional as F
 from ..checks import check_int
 from . import _load_lib, _threads, kernel_backend
 from .fused import knn_bits
-from .knn import pooled_size
 
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3
 
@@ -87,6 +86,7 @@ class EmbeddingCache:
         self._memo: _Memo | None = None
         self._tag = self._version = self._fingerprint = None
         self._channels_last, self._exact = True, True
+        self._poolings: dict = {}
 
     @property
     def nbytes(self) -> int:
@@ -110,20 +110,25 @@ class EmbeddingCache:
         self.hits += len(x) - len(miss)
         return keys, idx, miss
 
+    def _pooling(self, ho: int, wo: int, pool: tuple) -> tuple:
+        """(Hp, Wp, the clipped window sizes (Hp, Wp, 1), the dtype of the counts) of ``pool`` on Ho x Wo."""
+        key = (ho, wo, pool)
+        if key not in self._poolings:
+            size, stride, ceil = pool
+            area = F.avg_pool2d(torch.ones(1, 1, ho, wo), size, stride, ceil_mode=ceil, divisor_override=1)
+            dtype = torch.uint8 if size * size <= 255 else torch.int16 if size * size <= 32767 else torch.int32
+            self._poolings[key] = (*area.shape[2:], area[0, 0, :, :, None].contiguous(), dtype)
+        return self._poolings[key]
+
     def hard_pooled(self, emb, x: torch.Tensor, pool: tuple[int, int, bool]) -> torch.Tensor:
         """``emb._hard_pooled(x, *pool)`` (Phi_hard then AvgPool), from the cache where it holds the image."""
         if x.device.type != "cpu" or x.dtype != torch.float32:
             return emb._hard_pooled(x, *pool)
         emb._check_input(x)
-        size, stride, ceil = pool
-        ho, wo = x.shape[2] - emb.patch_size + 1, x.shape[3] - emb.patch_size + 1
-        hp, wp = pooled_size(ho, size, stride, ceil), pooled_size(wo, size, stride, ceil)
-        dtype = torch.uint8 if size * size <= 255 else torch.int16 if size * size <= 32767 else torch.int32
+        hp, wp, area, dtype = self._pooling(x.shape[2] - emb.patch_size + 1, x.shape[3] - emb.patch_size + 1, pool)
         memo = self._memo_for(emb, x, ("hard", pool), (hp, wp, emb.n), dtype)
         if not self._exact:
             return emb._hard_pooled(x, *pool)
-        area = F.avg_pool2d(torch.ones(1, 1, ho, wo), size, stride, ceil_mode=ceil, divisor_override=1)
-        area = area[0, 0, :, :, None]  # the clipped window sizes, (Hp, Wp, 1)
         keys, idx, miss = self._lookup(memo, x)
         if len(miss):
             if not memo.fits(len(miss)):
@@ -141,7 +146,6 @@ class EmbeddingCache:
             idx = memo.find(keys)
         out = torch.empty(len(x), hp, wp, emb.n)
         if dtype == torch.uint8 and kernel_backend(out) == "c":  # gather + divide in one pass
-            area = area.contiguous()
             _load_lib().decode_counts_u8(memo.data.data_ptr(), idx.data_ptr(), len(x), hp * wp, emb.n,
                                          area.data_ptr(), out.data_ptr(), _threads())
         else:
