@@ -30,6 +30,13 @@ KNN = {"simclr": 0.359375, "mocov2": 0.4296875, "hcl": 0.359375, "deepcluster": 
        "phi_full": 0.6796875}
 UNIFORMITY = {"random": -0.2369, "phi_full": -0.9206, "simclr": -0.0829}
 RHO = 0.0753
+# the budget curve (issue 12): seed 0's linear-probe test accuracy with the encoders trained on the first 32 / 64 /
+# 128 training images (the last is PROBE: the full-budget runs did not move); the random row is untrained
+PROBE_CURVE = {"simclr": [0.46875, 0.46875, 0.4609375], "mocov2": [0.4921875, 0.515625, 0.421875],
+               "hcl": [0.453125, 0.453125, 0.4609375], "deepcluster": [0.484375, 0.4453125, 0.5234375],
+               "context_encoder": [0.46875, 0.4921875, 0.3984375], "detcon": [0.4375, 0.421875, 0.46875],
+               "random": [0.4453125] * 3, "supervised": [0.46875, 0.5, 0.453125],
+               "phi_full": [0.734375, 0.7109375, 0.7109375]}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +88,25 @@ def test_page_parts_agree_with_the_numbers(result):
     for m in exp.METHODS:  # the claim's difference at the full budget is the table's probe gap to random
         assert n[f"claim_random_{m}_diff"] == pytest.approx(n[f"probe_{m}"] - n["probe_random"], abs=1e-9)
     assert n["claim_bound_diff"] == pytest.approx(n["probe_supervised"] - n["probe_deepcluster"], abs=1e-9)
+
+
+@pytest.mark.slow
+@needs_fmnist
+def test_budget_curve_is_pinned_and_decides_the_claims(result):
+    cfg = result.config
+    splits = exp.load_data(cfg)
+    budgets = cfg.budgets(splits)
+    assert budgets == [32, 64, 128]
+    for row, accs in PROBE_CURVE.items():  # the cached runs of the curve (loaded, not retrained)
+        got = [exp.run_row(cfg, row, 0, splits, b)["eval"]["probe_accuracy"] for b in budgets]
+        assert got == pytest.approx(accs, abs=1e-6), row
+    curve = {r: [[a] for a in accs] for r, accs in PROBE_CURVE.items()}
+    t = result.text
+    for m in exp.METHODS:
+        v = budget_verdict(budgets, curve[m], curve["random"])
+        assert t[f"claim_random_{m}"] == v.word and t[f"claim_random_{m}_gap"] == v.gap(), m
+    assert t["claim_bound"] == budget_verdict(budgets, curve["supervised"], curve["deepcluster"]).word
+    assert t["claim_phi"] == budget_verdict(budgets, curve["phi_full"], curve["deepcluster"]).word
 
 
 def _curve(probe: dict, uniformity: dict, budgets=(10, 20, 40)) -> dict:
