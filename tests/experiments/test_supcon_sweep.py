@@ -1,5 +1,5 @@
-"""The SupCon checkpoint-sweep recipe (patchnb.experiments.supcon_sweep) at smoke scale: pinned numbers (those
-the notebook produced before the recipe moved into the package), the TrainConfig built from
+"""The SupCon checkpoint-sweep recipe (patchnb.experiments.supcon_sweep) at smoke scale: pinned numbers, the
+claim decided by the book's rule from the runs of the budget curve (epochs), the TrainConfig built from
 ssl/configs/supcon.yaml with the presets' overrides, and validation naming the parameter."""
 
 import matplotlib
@@ -8,8 +8,19 @@ import pytest
 matplotlib.use("Agg")
 
 from patchnb.experiments import supcon_sweep as exp  # noqa: E402
+from patchnb.experiments.verdict import budget_verdict  # noqa: E402
 
 from ..conftest import needs_fmnist  # noqa: E402
+
+#: smoke numbers re-recorded for issue 12 §1 (every verdict from a budget curve): the smoke preset now trains
+#: 3 epochs (was 2: the budget curve 1 / 2 / 3 epochs needs distinct points) over seeds 0 and 1. Before (2
+#: epochs, seed 0): 2 checkpoints, best epoch 2, val 0.6875, spread 0.015625, SupCon test 0.6875 (precision
+#: 0.68905, recall 0.65504, F1 0.66340), cross-entropy 0.09375 (epoch 1), sweep val [67.19, 68.75].
+#: Per budget (epochs) per seed (0, 1): (SupCon test accuracy, cross-entropy test accuracy).
+#: Cross-entropy stays near chance (9.4-16.0%) at 4-12 steps; SupCon + head is far above it at every budget.
+BUDGET_RUNS = {1: [(0.62890625, 0.09375), (0.58203125, 0.09375)], 2: [(0.6875, 0.09375), (0.58984375, 0.09375)],
+               3: [(0.71875, 0.16015625), (0.578125, 0.09375)]}
+CLAIM = "holds"
 
 
 @pytest.mark.slow
@@ -17,25 +28,54 @@ from ..conftest import needs_fmnist  # noqa: E402
 def test_smoke_numbers_are_pinned():
     result = exp.run(exp.Config.preset("smoke"))
     n, t = result.numbers, result.text
-    assert n["n_ckpts"] == 2 and n["best_epoch"] == 2 and n["ce_best_epoch"] == 1
-    assert n["best_val"] == pytest.approx(0.6875, abs=1e-6) and n["last_val"] == pytest.approx(0.6875, abs=1e-6)
-    assert n["spread"] == pytest.approx(0.015625, abs=1e-6)
-    assert n["sup_accuracy"] == pytest.approx(0.6875, abs=1e-6)
-    assert n["sup_precision"] == pytest.approx(0.68905, abs=1e-4)
-    assert n["sup_recall"] == pytest.approx(0.65504, abs=1e-4)
-    assert n["sup_f1"] == pytest.approx(0.66340, abs=1e-4)
-    assert n["ce_accuracy"] == pytest.approx(0.09375, abs=1e-6)
-    assert t["best_ckpt"] == "epoch_002.pt (epoch 2)" and t["verdict"] == "above" and t["diff"] == "59.4"
-    assert "batch 64, SGD lr 0.05" in t["setup"] and "scale=smoke" in t["data_desc"]
+    assert n["n_ckpts"] == 3 and n["best_epoch"] == 1 and n["ce_best_epoch"] == 2
+    assert n["best_val"] == pytest.approx(0.6875, abs=1e-6) and n["last_val"] == pytest.approx(0.65625, abs=1e-6)
+    assert n["spread"] == pytest.approx(0.03125, abs=1e-6)
+    assert n["sup_accuracy"] == pytest.approx(0.71875, abs=1e-6)
+    assert n["sup_precision"] == pytest.approx(0.71711, abs=1e-4)
+    assert n["sup_recall"] == pytest.approx(0.68517, abs=1e-4)
+    assert n["sup_f1"] == pytest.approx(0.69161, abs=1e-4)
+    assert n["ce_accuracy"] == pytest.approx(0.16015625, abs=1e-6)
+    assert t["best_ckpt"] == "epoch_001.pt (epoch 1)" and t["diff"] == "+55.9"
     sweep = result.tables["tab_sweep"]
-    assert sweep["val_accuracy"].tolist() == [67.19, 68.75] and sweep["weight_decay"].tolist() == [0.01, 0.001]
+    assert sweep["val_accuracy"].tolist() == [68.75, 68.75, 65.62] and sweep["weight_decay"].tolist() == [0.01, 0.001,
+                                                                                                         0.001]
+    assert t["claim_supcon_gap"] == "+52.1 ± 7.4 points" and n["claim_supcon_diff"] == pytest.approx(0.521484375)
+    assert "batch 64, SGD lr 0.05" in t["setup"] and "scale=smoke" in t["data_desc"]
     assert list(result.tables["tab_test"].columns) == ["model", "accuracy", "precision", "recall", "f1"]
-    assert set(result.figures) == {"fig_sweep", "fig_confusion"}
+    assert set(result.figures) == {"fig_sweep", "fig_confusion", "fig_budget"}
+    runs = result.runs["budgets"]
+    assert list(runs) == [1, 2, 3] and all(len(at) == 2 for at in runs.values())
+    for epochs, at in runs.items():
+        for r, (sup, ce) in zip(at, BUDGET_RUNS[epochs]):
+            assert (r["test"]["accuracy"], r["ce_test"]["accuracy"]) == pytest.approx((sup, ce), abs=1e-6)
+        assert all(len(r["rows"]) == epochs for r in at)  # every = 1: a checkpoint per epoch
+    assert runs[3][0]["test"] == result.runs["test"]  # the full budget's first seed is the page's run
+    budgets = list(runs)  # the recipe's word is the rule applied to the recorded accuracies, paired by seed
+    v = budget_verdict(budgets, [[r["test"]["accuracy"] for r in runs[b]] for b in budgets],
+                       [[r["ce_test"]["accuracy"] for r in runs[b]] for b in budgets], claimed="greater", paired=True)
+    assert t["claim_supcon"] == v.word == CLAIM and t["claim_supcon_gap"] == v.gap()
+    assert n["claim_supcon_diff"] == pytest.approx(v.diffs[-1])
+    assert t["budget_epochs"] == "1, 2, 3" and t["budget_seeds"] == "2 seeds (0, 1)"
+    ax = result.figures["fig_budget"].axes[0]
+    assert ax.get_xlabel().startswith("training epochs") and len(ax.containers) == 2
+
+
+def test_budget_configs_scale_the_epochs():
+    cpu = exp.Config.preset("cpu")
+    points = cpu.budget_configs()
+    assert [e for e, _ in points] == [2, 5, 10] and points[-1][1] is cpu  # the full budget: the page's runs
+    assert [c.every for _, c in points] == [2, 2, 2]
+    assert [c.train_config(0).warmup_epochs for _, c in points] == [0, 0, 1]
+    assert [c.every for _, c in exp.Config.preset("cpu", every=4).budget_configs()] == [2, 4, 4]
+    assert cpu.seeds == (0, 1) and exp.Config.preset("smoke").seeds == (0, 1)
+    with pytest.raises(ValueError, match="not distinct"):
+        exp.Config.preset("smoke", epochs=2).budget_configs()
 
 
 def test_train_config_reads_the_yaml():
     smoke = exp.Config.preset("smoke").train_config(0)
-    assert (smoke.batch_size, smoke.lr, smoke.epochs, smoke.warmup_epochs) == (64, 0.05, 2, 0)
+    assert (smoke.batch_size, smoke.lr, smoke.epochs, smoke.warmup_epochs) == (64, 0.05, 3, 0)
     assert (smoke.optimizer, smoke.momentum, smoke.weight_decay, smoke.schedule) == ("sgd", 0.9, 1e-4, "cosine")
     cpu = exp.Config.preset("cpu").train_config(1)
     assert (cpu.batch_size, cpu.lr, cpu.epochs, cpu.warmup_epochs, cpu.seed) == (128, 0.05, 10, 1, 1)
@@ -52,9 +92,10 @@ def test_imagefolder_parameters():
 
 
 @pytest.mark.parametrize("overrides, name", [
-    ({"seeds": [0, 1]}, "seeds"), ({"dataset": "mnist"}, "dataset"), ({"dataset": "imagefolder"}, "data_root"),
+    ({"seeds": [0, 0]}, "seeds"), ({"budget_fractions": (0.5, 1.0)}, "budget_fractions"),
+    ({"dataset": "mnist"}, "dataset"), ({"dataset": "imagefolder"}, "data_root"),
     ({"mean": [0.5]}, "mean"), ({"mean": [0.5], "std": [0.0]}, "std"), ({"mean": [0.5, 0.5], "std": [0.2]}, "mean"),
-    ({"every": 3}, "every"), ({"epochs": 0}, "epochs"), ({"width": 0}, "width"), ({"batch_size": 1}, "batch_size"),
+    ({"every": 4}, "every"), ({"epochs": 0}, "epochs"), ({"width": 0}, "width"), ({"batch_size": 1}, "batch_size"),
     ({"lr": 0.0}, "lr"), ({"n_val": 0}, "n_val"), ({"image_size": 0}, "image_size"),
 ])
 def test_bad_parameters_name_themselves(overrides, name):
