@@ -30,7 +30,7 @@ claim ``claim_supcon`` (Khosla et al.: SupCon + a linear head beats cross-entrop
 backbone in test accuracy) is decided by the book's rule
 (:func:`patchnb.experiments.verdict.budget_verdict`) from the runs at ``budget_fractions`` of ``epochs``
 (1/4, 1/2 and all of them by default; each its own run with the page's schedule over its own epochs: the
-cosine schedule, the warm-up cap and the checkpoints, ``every`` capped at the run's epochs) over every seed
+cosine schedule, the warm-up cap and the checkpoints, ``every`` lowered to divide the run's epochs) over every seed
 of ``seeds``, SupCon and cross-entropy with the same seeds (paired). The runs at all the epochs are the
 page's runs (the same cached runs).
 """
@@ -105,7 +105,8 @@ class Config(ExperimentConfig):
     def budget_configs(self) -> list[tuple[int, Config]]:
         """The points of the claim's budget curve, increasing: ``(epochs, configuration)`` per fraction of
         ``budget_fractions``; the fraction 1 is this configuration itself (its runs are the page's), the
-        others scale ``epochs`` (``every`` capped at them). Raises ``ValueError`` if two fractions give the
+        others scale ``epochs``, with ``every`` lowered to the largest divisor of their epochs not above it (so
+        every run's last epoch is a checkpoint of its sweep). Raises ``ValueError`` if two fractions give the
         same number of epochs."""
         epochs = [max(1, int(round(self.epochs * f))) for f in sorted(self.budget_fractions)]
         if len(set(epochs)) != len(epochs):
@@ -114,7 +115,8 @@ class Config(ExperimentConfig):
         points = []
         for f in sorted(self.budget_fractions):
             e = max(1, int(round(self.epochs * f)))
-            at = self if f == 1 else self.replace(epochs=e, every=min(self.every, e))
+            every = max(d for d in range(1, min(self.every, e) + 1) if e % d == 0)
+            at = self if f == 1 else self.replace(epochs=e, every=every)
             points.append((at.epochs, at))
         return points
 
@@ -268,7 +270,7 @@ def run(cfg: Config) -> Result:
         "spread": f"{100 * spread:.1f}", "sup_acc": f"{100 * t['accuracy']:.1f}%", "sup_f1": f"{100 * t['f1']:.1f}%",
         "ce_acc": f"{100 * c['accuracy']:.1f}%", "diff": f"{100 * diff:+.1f}",
         "claim_supcon": verdict.word, "claim_supcon_gap": verdict.gap(),
-        "claim_supcon_curve": ", ".join(f"{100 * d:+.1f} points at {n:,.0f} epochs"
+        "claim_supcon_curve": ", ".join(f"{100 * d:+.1f} points at {n:,.0f} epoch{'' if n == 1 else 's'}"
                                         for n, d in zip(verdict.budgets, verdict.diffs)),
         "budget_epochs": ", ".join(str(n) for n in budgets),
         "budget_seeds": f"{len(cfg.seeds)} seeds ({', '.join(str(s) for s in cfg.seeds)})",

@@ -65,9 +65,10 @@ def test_budget_configs_scale_the_epochs():
     cpu = exp.Config.preset("cpu")
     points = cpu.budget_configs()
     assert [e for e, _ in points] == [2, 5, 10] and points[-1][1] is cpu  # the full budget: the page's runs
-    assert [c.every for _, c in points] == [2, 2, 2]
+    assert [c.every for _, c in points] == [2, 1, 2]  # 5 epochs: a checkpoint every epoch, so epoch 5 is one
     assert [c.train_config(0).warmup_epochs for _, c in points] == [0, 0, 1]
-    assert [c.every for _, c in exp.Config.preset("cpu", every=4).budget_configs()] == [2, 4, 4]
+    assert [c.every for _, c in exp.Config.preset("cpu", every=4).budget_configs()] == [2, 1, 4]
+    assert [c.every for _, c in exp.Config.preset("cpu", epochs=12, every=3).budget_configs()] == [3, 3, 3]
     assert cpu.seeds == (0, 1) and exp.Config.preset("smoke").seeds == (0, 1)
     with pytest.raises(ValueError, match="not distinct"):
         exp.Config.preset("smoke", epochs=2).budget_configs()
