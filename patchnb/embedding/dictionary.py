@@ -14,8 +14,10 @@ def build_dictionary(images_float: torch.Tensor, patch_size: int, n_patches: int
     patches of ``images_float`` (already normalised as the model sees them), ``n_patches`` sampled
     patches (norm >= 0.01) whitened and clustered by k-means into ``n_centroids`` centroids.
 
-    ``random_gaussian=True`` is the ablation of Table 1: standard gaussian centroids in the whitened
-    space instead of clustered patches. Returns ``{"centroids" (N, D), "whitening" (D, D),
+    ``random_gaussian=True``: standard gaussian centroids drawn in the data-whitened space instead of
+    clustered patches, the patch chapter's ``gaussian_centroids`` variant; the original's Table 1
+    ablation (gaussian *patches* whitened by their own covariance, then clustered) is
+    :func:`patchnb.models.patch.random_patch_dictionary`. Returns ``{"centroids" (N, D), "whitening" (D, D),
     "patch_size", "channels", "mean" (D,)}``, the arguments of :class:`PatchEmbedding`.
     """
     from .. import cluster, patches

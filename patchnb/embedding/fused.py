@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..patches import unfold
 from . import _load_lib, _threads, kernel_backend
 from .knn import _knn_mask_torch, pooled_size
 
@@ -74,7 +75,7 @@ def _one_pass(x: torch.Tensor, n: int) -> bool:
 
 
 def _rows(x: torch.Tensor, p: int) -> torch.Tensor:
-    return F.unfold(x, p).transpose(1, 2).reshape(-1, x.shape[1] * p * p).contiguous()
+    return unfold(x, p).transpose(1, 2).reshape(-1, x.shape[1] * p * p).contiguous()
 
 
 class _PhiFullPooled(torch.autograd.Function):

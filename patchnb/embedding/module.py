@@ -7,6 +7,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..checks import check_choice, check_finite, check_int
+from ..patches import unfold
 from . import MODES, kernel_backend
 from .fused import phi_full_pooled
 from .knn import knn_mask, knn_pool, kth_neighbour_mask, triangle_encoding
@@ -20,8 +21,10 @@ class PatchEmbedding(nn.Module):
 
     * ``hard``: Phi_hard, the k-nearest-centroid mask (N channels);
     * ``full``: Phi_full, the mask times a learnable conv C -> N of the raw patch (padding 0);
-    * ``simple``: Table 2's unconstrained full embedding: the mask (B, N, H, W) times the raw patch
-      (C p p values), N C p p channels, then a learnable 1x1 linear map to ``out_channels``;
+    * ``simple``: the mask (B, N, H, W) times the raw patch (C p p values), N C p p channels, then a
+      learnable 1x1 linear map to ``out_channels``: the ``simple_factorised`` variant of the patch chapter,
+      *not* the original's Table 2 "Simple" model, which is one linear layer over the whole N C p p H W
+      embedding (:class:`patchnb.models.patch.SimpleNetwork`);
     * ``triangle``: relu(mean_q s_q - s_q) (Coates & Ng);
     * ``kth``: a one-hot of only the k-th nearest centroid.
 
@@ -90,7 +93,7 @@ class PatchEmbedding(nn.Module):
             return F.conv2d(x, self.kernel, self.bias)
         b, _, h, w = x.shape
         ho, wo = h - self.patch_size + 1, w - self.patch_size + 1
-        rows = F.unfold(x, self.patch_size).transpose(1, 2).reshape(b * ho * wo, -1)
+        rows = unfold(x, self.patch_size).transpose(1, 2).reshape(b * ho * wo, -1)
         s = torch.addmm(self.bias, rows, self.kernel.view(self.n, -1).T)
         return s.view(b, ho, wo, self.n).permute(0, 3, 1, 2)
 
@@ -111,7 +114,7 @@ class PatchEmbedding(nn.Module):
         outs = []
         for i in range(0, b, chunk):
             xi = x[i:i + chunk].float()
-            rows = F.unfold(xi, p).transpose(1, 2).reshape(-1, kt.shape[0])
+            rows = unfold(xi, p).transpose(1, 2).reshape(-1, kt.shape[0])
             s = torch.addmm(self.bias, rows, kt, out=buf[:len(rows)])
             outs.append(knn_pool(s.view(len(xi), ho, wo, self.n).permute(0, 3, 1, 2), self.k, size, stride,
                                  ceil_mode))
@@ -148,7 +151,7 @@ class PatchEmbedding(nn.Module):
                 out = m * self.conv(x)
             else:  # simple: mask (B, N, H, W) x raw patch (B, D, H, W) -> (B, N*D, H, W) -> linear
                 b, _, h, w = m.shape
-                p = F.unfold(x, self.patch_size).view(b, -1, h, w)
+                p = unfold(x, self.patch_size).view(b, -1, h, w)
                 out = self.linear((m.unsqueeze(2) * p.unsqueeze(1)).flatten(1, 2))
         if pool is not None:
             out = F.avg_pool2d(out, pool[0], pool[1], ceil_mode=pool[2])
