@@ -128,8 +128,8 @@ def texts(cfg, runs: dict, splits: Splits, curve: dict) -> tuple[dict[str, str],
     beat = [n for n in rank if verdicts[f"claim_random_{n}"].word == HOLDS]
     rho = float(pd.Series([un[n] for n in order]).corr(pd.Series([probe[n] for n in order]), method="spearman"))
     c, (h, w) = splits.shape[0], splits.shape[-2:]
-    compute = sum(r["train_seconds"] + r["eval"]["seconds"] for at in curve.values() for rs in at.values()
-                  for r in rs)
+    compute = sum(r["train_seconds"] + r["eval"]["seconds"] for n, at in curve.items() for row, rs in at.items()
+                  for r in rs if row != "random" or n == max(curve))  # one random row per seed serves every budget
     budgets = sorted(curve)
     t = {
         "data_desc": f"{splits.name} ({len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} "
