@@ -124,15 +124,16 @@ class Config(ExperimentConfig):
                 or max(fr) != 1):
             raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
                              f"n_train in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
-        sizes = [max(1, int(round(self.n_train * f))) for f in fr]
-        if len(set(sizes)) != len(sizes):
-            raise ValueError(f"budget_fractions={fr} give n_train {sorted(sizes)}: not distinct; use a larger "
-                             f"n_train or other fractions")
+        self.budgets  # noqa: B018 -- distinct training-set sizes, checked here (the API boundary)
 
     @property
     def budgets(self) -> list[int]:
         """The claims' budget curve: training stimuli per run, increasing (the last is ``n_train``)."""
-        return sorted(max(1, int(round(self.n_train * f))) for f in self.budget_fractions)
+        sizes = sorted(max(1, int(round(self.n_train * f))) for f in self.budget_fractions)
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"budget_fractions={self.budget_fractions} give n_train {sizes}: not distinct; use a "
+                             f"larger n_train or other fractions")
+        return sizes
 
     def train_config(self, seed: int) -> TrainConfig:
         """The optimisation of every run of the chapter (bias training and transfer)."""
