@@ -61,3 +61,13 @@ def test_budgets_are_sorted_and_checked():
         budget_verdict(B, a, b, claimed="more")
     with pytest.raises(ValueError, match="finite"):
         budget_verdict(B, [[0.1, 0.2], [float("nan"), 0.3], [0.2, 0.2]], b)
+
+
+def test_gap_text_with_and_without_an_error_bar():
+    # paired differences 0.10, 0.12 at the largest budget: mean 0.11, se = 0.01 -> "+11.0 ± 2.0 points"
+    a = [[0.6, 0.6], [0.7, 0.7], [0.80, 0.82]]
+    b = [[0.5, 0.5], [0.6, 0.6], [0.70, 0.70]]
+    assert budget_verdict(B, a, b).gap() == "+11.0 ± 2.0 points"
+    one = budget_verdict(B, [[0.6], [0.7], [0.8]], [[0.5], [0.6], [0.75]])
+    assert one.gap() == "+5.0 points (one seed: no error bar)"
+    assert one.gap(scale=1.0, digits=2, unit="") == "+0.05 (one seed: no error bar)"

@@ -44,10 +44,12 @@ class Verdict:
         return self.word
 
     def gap(self, scale: float = 100.0, digits: int = 1, unit: str = " points") -> str:
-        """The difference at the largest budget, ``"+1.2 ± 0.4 points"`` (± two standard errors)."""
+        """The difference at the largest budget, ``"+1.2 ± 0.4 points"`` (± two standard errors), or
+        ``"+1.2 points (one seed: no error bar)"``."""
         d, se = self.diffs[-1] * scale, self.stderrs[-1] * scale
-        band = f" ± {2 * se:.{digits}f}" if math.isfinite(se) else " (one seed: no error bar)"
-        return f"{d:+.{digits}f}{band}{unit}"
+        if math.isfinite(se):
+            return f"{d:+.{digits}f} ± {2 * se:.{digits}f}{unit}"
+        return f"{d:+.{digits}f}{unit} (one seed: no error bar)"
 
 
 def _values(v, where: str) -> np.ndarray:

@@ -31,7 +31,7 @@ def test_table1_smoke_numbers():
     t = result.text
     assert t["acc_full_clustered"] == "35.8 ± 0.0" and t["best_patch"] == "Phi_full, clustered patches"
     assert all(t[claim] == "not settled at this budget" for claim in (*table1.CLAIMS, "claim_90"))
-    assert t["claim_beats_cnn_gap"] == "+2.0 (one seed: no error bar) points"
+    assert t["claim_beats_cnn_gap"] == "+2.0 points (one seed: no error bar)"
     assert (t["budget_images"], t["target_acc"]) == ("64, 128, 256", "90%")
     assert set(result.figures) == {"fig_table1", "fig_curves_table1", "fig_budget_table1"}
     for fig in result.figures.values():

@@ -21,7 +21,7 @@ def test_table2_smoke_numbers():
     assert result.numbers == pytest.approx(RECORDED, abs=1e-3)
     # one seed: "not settled at this budget" (it was "holds" when the rule compared means at one budget)
     assert result.text["claim_constrained"] == "not settled at this budget"
-    assert result.text["claim_constrained_gap"] == "+5.8 (one seed: no error bar) points"
+    assert result.text["claim_constrained_gap"] == "+5.8 points (one seed: no error bar)"
     assert set(result.figures) == {"fig_table2", "fig_curves_table2", "fig_budget_table2"}
     assert result.text["t2_desc"] == "N=16, k=4, batch 32, learning rates 1e-05 (simple) and 0.001 (constrained)"
     assert list(result.tables["tab_table2"]["lr"]) == ["1e-05", "0.001"]

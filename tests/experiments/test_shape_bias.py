@@ -49,8 +49,8 @@ def test_shape_bias_smoke_numbers():
     assert sorted(curves) == sorted(CURVES)
     for k, per in curves.items():
         assert [v[0] for v in per] == pytest.approx(CURVES[k], abs=1e-4), k
-    assert (t["claim_attn_shape_gap"], t["claim_stylized_gap"]) == ("+15.0 (one seed: no error bar) points",
-                                                                    "-4.7 (one seed: no error bar) points")
+    assert (t["claim_attn_shape_gap"], t["claim_stylized_gap"]) == ("+15.0 points (one seed: no error bar)",
+                                                                    "-4.7 points (one seed: no error bar)")
     b = result.runs["budgets"]
     attn, conv = ([[v] for v in CURVES[f"{m}/consistent"]] for m in ("vit", "resnet"))
     assert t["claim_attn_shape"] == budget_verdict(b, attn, conv).word

@@ -65,8 +65,8 @@ def test_smoke_numbers_are_pinned(result):
     for claim in (*(f"claim_random_{m}" for m in exp.METHODS), "claim_all_random", "claim_bound", "claim_phi",
                   "claim_uniformity"):
         assert t[claim] == "not settled at this budget", claim
-    assert t["claim_random_deepcluster_gap"] == "+7.8 (one seed: no error bar) points"
-    assert t["claim_phi_gap"] == "+18.8 (one seed: no error bar) points"
+    assert t["claim_random_deepcluster_gap"] == "+7.8 points (one seed: no error bar)"
+    assert t["claim_phi_gap"] == "+18.8 points (one seed: no error bar)"
     assert (t["budget_images"], t["n_seeds"]) == ("32, 64, 128", "1")
     assert "128 images seen per method" in t["budget_desc"] and "scale=smoke" in t["data_desc"]
 

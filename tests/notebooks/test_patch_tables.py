@@ -19,7 +19,7 @@ def acc(text):
 
 def gap(text):
     """(difference in points, two standard errors or None for one seed) of a ``<claim>_gap``."""
-    m = re.fullmatch(r"([-+]\d+\.\d) (?:± (\d+\.\d)|\(one seed: no error bar\)) points", text)
+    m = re.fullmatch(r"([-+]\d+\.\d) (?:± (\d+\.\d) points|points \(one seed: no error bar\))", text)
     assert m, text
     return float(m.group(1)), (float(m.group(2)) if m.group(2) else None)
 
