@@ -6,7 +6,8 @@ import torch
 from patchnb import data, train
 from patchnb.embedding import PatchEmbedding, build_dictionary
 from patchnb.models import LocallyLinearNetwork, VGGLike, train_layerwise, vanilla_cnn
-from patchnb.models.patch import SimpleNetwork, patch_layer, seeded_init, simple_parameters
+from patchnb.models.patch import patch_layer, seeded_init
+from patchnb.models.simple import SimpleNetwork, simple_parameters
 
 
 def _dict(c=1, p=5, n=32, seed=0):

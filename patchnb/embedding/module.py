@@ -24,7 +24,7 @@ class PatchEmbedding(nn.Module):
     * ``simple``: the mask (B, N, H, W) times the raw patch (C p p values), N C p p channels, then a
       learnable 1x1 linear map to ``out_channels``: the ``simple_factorised`` variant of the patch chapter,
       *not* the original's Table 2 "Simple" model, which is one linear layer over the whole N C p p H W
-      embedding (:class:`patchnb.models.patch.SimpleNetwork`);
+      embedding (:class:`patchnb.models.simple.SimpleNetwork`);
     * ``triangle``: relu(mean_q s_q - s_q) (Coates & Ng);
     * ``kth``: a one-hot of only the k-th nearest centroid.
 

@@ -4,7 +4,7 @@ constraint on the linear function of Phi_full.
 What the recipe does: Phi_full multiplies the k-nearest-centroid mask by ONE learnable linear map of the
 patch (a conv C -> N), shared by the patch's neighbours: the *constrained* embedding. The *simple*
 (unconstrained) model is the original's ``--full_embedding True``
-(:class:`~patchnb.models.patch.SimpleNetwork`): the full embedding, N blocks of the raw patch per
+(:class:`~patchnb.models.simple.SimpleNetwork`): the full embedding, N blocks of the raw patch per
 position (block q is the patch when centroid q is among its k nearest, else zeros), N*D*H'*W' features
 in all, and ONE linear layer over all of them to the classes, so every centroid has its own linear
 function of the patch at every position. Both are trained as the paper's Table 2 commands: no pooling,
@@ -17,7 +17,7 @@ training curves, the budget curves.
 
 Size of the simple model: N*D*H'*W'*classes + classes parameters: at cpu scale (Fashion-MNIST, N = 256)
 36,864,010 (147 MB), at paper scale (CIFAR-10, N = 256) 150,528,010 (602 MB), as the original's. It is
-computed without materialising the embedding (:class:`~patchnb.models.patch.SimpleNetwork`); a run of
+computed without materialising the embedding (:class:`~patchnb.models.simple.SimpleNetwork`); a run of
 2 epochs of 4,000 images at cpu scale took about 70 s here (the constrained one about 45 s).
 
 Until issue 12 the simple model put a learnable 1x1 conv N*D -> N before a linear layer over N*H'*W'
@@ -34,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...checks import check_float
-from ...models.patch import simple_parameters
+from ...models.simple import simple_parameters
 from ..base import Result
 from . import budget
 from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
