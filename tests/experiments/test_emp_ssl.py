@@ -11,6 +11,7 @@ import pytest
 matplotlib.use("Agg")
 
 from patchnb.experiments import emp_ssl as exp  # noqa: E402
+from patchnb.experiments.emp_ssl_report import BUDGET_XLABEL  # noqa: E402
 from patchnb.experiments.verdict import VERDICTS, budget_verdict  # noqa: E402
 from patchnb.ssl import EMPSSL, SimCLR  # noqa: E402
 
@@ -84,7 +85,7 @@ def test_smoke_numbers_are_pinned():
     assert t["claim_random_gap"] == "-7.8 ± 12.5 points" and t["claim_simclr_gap"] == "-32.0 ± 4.7 points"
     assert t["claim_random_curve"] == "+0.3 points at 48, -12.0 points at 96, -7.8 points at 192"
     ax = result.figures["fig_budget"].axes[0]  # the book's budget figure: three curves against the images
-    assert ax.get_xlabel() == exp.BUDGET_XLABEL and len(ax.containers) == 3
+    assert ax.get_xlabel() == BUDGET_XLABEL and len(ax.containers) == 3
     assert [x.get_text() for x in ax.get_legend().get_texts()] == ["EMP-SSL, one epoch", "SimCLR, same seconds",
                                                                  "random encoder"]
 
