@@ -71,3 +71,13 @@ def test_gap_text_with_and_without_an_error_bar():
     one = budget_verdict(B, [[0.6], [0.7], [0.8]], [[0.5], [0.6], [0.75]])
     assert one.gap() == "+5.0 points (one seed: no error bar)"
     assert one.gap(scale=1.0, digits=2, unit="") == "+0.05 (one seed: no error bar)"
+
+
+@pytest.mark.parametrize("fractions", [(0.5, 1.0), (0.25, 0.5, 0.75), (0.5, 0.5, 1.0), [0.25, 0.5, 1.0],
+                                       (0.0, 0.5, 1.0), (True, 0.5, 1.0), (0.25, 0.5, 1.5)])
+def test_budget_fractions_are_checked_once_for_every_page(fractions):
+    from patchnb.experiments.verdict import check_budget_fractions
+
+    with pytest.raises(ValueError, match=r"budget_fractions=.* distinct fractions of n_train in \(0, 1\]"):
+        check_budget_fractions(fractions, "n_train")
+    check_budget_fractions((0.25, 0.5, 1.0), "n_train")  # the default passes

@@ -95,7 +95,7 @@ from .emp_ssl_report import (
     results_table,
     sphere_figure,
 )
-from .verdict import MIN_BUDGETS
+from .verdict import check_budget_fractions
 
 METHOD, BASELINE = "emp_ssl", "simclr"  # the YAML configs (patchnb/ssl/configs/<name>.yaml)
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # the L2 grid of the chapter's probes
@@ -157,12 +157,7 @@ class Config(ExperimentConfig):
         check_int("eval_batch_size", self.eval_batch_size, 1)
         if not isinstance(self.projections, bool):
             raise ValueError(f"projections must be True or False, got {self.projections!r}")
-        fr = self.budget_fractions
-        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
-                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
-                or max(fr) != 1):
-            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
-                             f"n_train in (0, 1], one of them 1 (all the images), e.g. (0.25, 0.5, 1.0)")
+        check_budget_fractions(self.budget_fractions, "n_train")
 
     def train_config(self, seed: int, method: str = METHOD, epochs: int | None = None) -> TrainConfig:
         """THE TrainConfig of the page. EMP-SSL: the YAML ``train`` section, ``batch_size`` replaced where

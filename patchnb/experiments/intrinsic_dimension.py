@@ -39,7 +39,7 @@ from ..checks import check_int
 from ..train import resolve_device
 from .base import ExperimentConfig, Result
 from .data_source import check_dataset
-from .verdict import MIN_BUDGETS, budget_figure, budget_verdict
+from .verdict import budget_figure, budget_verdict, check_budget_fractions
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder")
 N_ZERO_CHECK = 100000  # [0, 1]-pixel patches sampled to measure the share of exactly-zero patches
@@ -78,11 +78,7 @@ class Config(ExperimentConfig):
             raise ValueError(f"ks: the largest k ({self.ks[-1]}) needs n_points >= {2 * self.ks[-1]}, "
                              f"got n_points={self.n_points}")
         fr = self.budget_fractions
-        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
-                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
-                or max(fr) != 1):
-            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
-                             f"n_points in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
+        check_budget_fractions(fr, "n_points")
         sizes = [self.points_at(f) for f in fr]
         if len(set(sizes)) != len(sizes) or min(sizes) < 2 * self.ks[-1]:
             raise ValueError(f"budget_fractions={fr} give {sorted(sizes)} points of n_points={self.n_points}: they "

@@ -55,7 +55,7 @@ from ..checks import check_float, check_int
 from ..models.vision import MODELS, make_vision_model
 from ..train import TrainConfig, mean_std
 from .base import ExperimentConfig, Result
-from .verdict import MIN_BUDGETS, UNSETTLED, budget_figure, budget_verdict
+from .verdict import UNSETTLED, budget_figure, budget_verdict, check_budget_fractions
 
 TRAIN_KINDS = ("consistent", "stylized")
 CONVOLUTIONAL, ATTENTION = ("resnet", "convnext"), ("vit", "coatnet")
@@ -118,12 +118,7 @@ class Config(ExperimentConfig):
         for m in self.models:
             check_int(f"widths[{m!r}]", self.widths[m], 1)
         object.__setattr__(self, "widths", dict(self.widths))  # a copy: presets share their dict
-        fr = self.budget_fractions
-        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
-                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
-                or max(fr) != 1):
-            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
-                             f"n_train in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
+        check_budget_fractions(self.budget_fractions, "n_train")
         self.budgets  # noqa: B018 -- distinct training-set sizes, checked here (the API boundary)
 
     @property

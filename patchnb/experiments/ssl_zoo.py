@@ -72,7 +72,7 @@ from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, fit
 from .base import ExperimentConfig, Result
 from .ssl_zoo_report import BASELINES, best_test_features, figures, summary_table, texts
-from .verdict import MIN_BUDGETS
+from .verdict import check_budget_fractions
 
 #: the self-supervised methods of the zoo (keys of ``patchnb/ssl/configs``)
 METHODS = ("simclr", "mocov2", "hcl", "deepcluster", "context_encoder", "detcon")
@@ -127,13 +127,7 @@ class Config(ExperimentConfig):
         if self.encoder_images is not None and self.n_train is not None and self.encoder_images > self.n_train:
             raise ValueError(f"encoder_images={self.encoder_images} must be <= n_train={self.n_train} (the encoders "
                              f"learn from the first images of the training split)")
-        fr = self.budget_fractions
-        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
-                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
-                or max(fr) != 1):
-            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of the "
-                             f"encoders' training images in (0, 1], one of them 1 (the page's budget), e.g. "
-                             f"(0.25, 0.5, 1.0)")
+        check_budget_fractions(self.budget_fractions, "the encoders' training images")
         if self.phi_k > self.phi_n_centroids:
             raise ValueError(f"phi_k={self.phi_k} must be <= phi_n_centroids={self.phi_n_centroids}")
         if not isinstance(self.method_params, dict):

@@ -56,7 +56,7 @@ from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, features, fit
 from .base import ExperimentConfig, Result
 from .data_source import check_data_source
-from .verdict import MIN_BUDGETS, Verdict, budget_figure, budget_verdict
+from .verdict import Verdict, budget_figure, budget_verdict, check_budget_fractions
 
 METHOD = "supcon"  # the YAML config of the pre-training (patchnb/ssl/configs/supcon.yaml)
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -95,12 +95,7 @@ class Config(ExperimentConfig):
         check_int("batch_size", self.batch_size, 2, allow_none=True)
         if self.lr is not None:
             check_float("lr", self.lr, 0.0, strict_min=True)
-        fr = self.budget_fractions
-        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
-                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
-                or max(fr) != 1):
-            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
-                             f"epochs in (0, 1], one of them 1 (the page's epochs), e.g. (0.25, 0.5, 1.0)")
+        check_budget_fractions(self.budget_fractions, "epochs")
 
     def budget_configs(self) -> list[tuple[int, Config]]:
         """The points of the claim's budget curve, increasing: ``(epochs, configuration)`` per fraction of

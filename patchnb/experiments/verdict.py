@@ -30,6 +30,17 @@ VERDICTS = (HOLDS, FAILS, UNSETTLED)
 MIN_BUDGETS = 3
 
 
+def check_budget_fractions(fractions, of: str) -> None:
+    """A page's ``budget_fractions``: a tuple of at least :data:`MIN_BUDGETS` distinct numbers in (0, 1], one of
+    them 1 (the page's own budget); ``of`` names what they are fractions of, for the error."""
+    fr = fractions
+    if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+            or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+            or max(fr) != 1):
+        raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of {of} in "
+                         f"(0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The verdict word and what it was decided from (differences and standard errors per budget)."""

@@ -47,7 +47,7 @@ from ...models import VGGLike, train_layerwise
 from ...models.patch import DICTIONARIES, NETWORK_MODES, seeded_init, table4_layers
 from ...train import Classification, TrainConfig, fit, mean_std
 from ..base import ExperimentConfig
-from ..verdict import MIN_BUDGETS
+from ..verdict import check_budget_fractions
 
 MODELS = ("patch", "vgg")
 #: ``simple`` is Table 2's Simple model as the original (one linear layer over the whole embedding),
@@ -277,12 +277,7 @@ class ChapterConfig(ExperimentConfig):
             check_int("milestones", m, 1)
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false, got {self.augment!r}")
-        fr = self.budget_fractions
-        if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
-                or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
-                or max(fr) != 1):
-            raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of "
-                             f"train_size in (0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
+        check_budget_fractions(self.budget_fractions, "train_size")
 
     def run_config(self, seed: int, **overrides) -> RunConfig:
         """The run of this budget with ``seed``, then ``overrides`` (any :class:`RunConfig` field)."""
