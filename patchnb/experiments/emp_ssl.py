@@ -258,6 +258,18 @@ def simclr_epochs_for(cfg: Config, simclr, splits: Splits, seconds: float, seed:
     return int(min(MAX_SIMCLR_EPOCHS, max(1, round(seconds / (step_s * (len(splits.train) // batch))))))
 
 
+def train_simclr(cfg: Config, simclr, splits: Splits, seconds: float, seed: int, run_dir) -> tuple[int, list, list]:
+    """SimCLR, the baseline, trained in ``run_dir / "simclr"`` for ``cfg.simclr_epochs`` epochs or, if None, for
+    as many as fit in EMP-SSL's ``seconds`` (:func:`simclr_epochs_for`). Returns ``(epochs, checkpoint paths,
+    their metadata)``."""
+    sim_epochs = cfg.simclr_epochs or simclr_epochs_for(cfg, simclr, splits, seconds, seed)
+    torch.manual_seed(seed)
+    _, paths = pretrain_with_checkpoints(simclr.make_model(splits.shape[0], cfg.width), splits,
+                                         cfg.train_config(seed, BASELINE, sim_epochs), simclr, run_dir / "simclr",
+                                         name="simclr")
+    return sim_epochs, paths, [checkpoint_meta(p) for p in paths]
+
+
 def run_pretraining(cfg: Config, seed: int, splits: Splits) -> dict:
     """EMP-SSL with checkpoints, the random encoder, SimCLR at equal wall-clock, each scored (cached)."""
     key = dict(cfg.key("device", "projections", "budget_fractions"),
@@ -284,12 +296,7 @@ def run_pretraining(cfg: Config, seed: int, splits: Splits) -> dict:
         out["random"] = score(rand, splits, cfg, seed, cfg.eval_patches, keep_features=True)
         out["random_whole"] = score(rand, splits, cfg, seed, None)
         budget = out["emp"][-1]["seconds"]
-        sim_epochs = cfg.simclr_epochs or simclr_epochs_for(cfg, simclr, splits, budget, seed)
-        torch.manual_seed(seed)
-        _, sim_paths = pretrain_with_checkpoints(simclr.make_model(splits.shape[0], cfg.width), splits,
-                                                 cfg.train_config(seed, BASELINE, sim_epochs), simclr,
-                                                 run_dir / "simclr", name="simclr")
-        metas = [checkpoint_meta(p) for p in sim_paths]
+        sim_epochs, sim_paths, metas = train_simclr(cfg, simclr, splits, budget, seed, run_dir)
         for row in tqdm(out["emp"], desc="scoring SimCLR checkpoints"):
             i = int(np.argmin([abs(m["train_seconds"] - row["seconds"]) for m in metas]))
             out["simclr"].append({"emp_epoch": row["epoch"], "epoch": metas[i]["epoch"],
@@ -327,12 +334,7 @@ def run_one_epoch(cfg: Config, seed: int, splits: Splits) -> dict:
                             cfg.eval_patches)}
         torch.manual_seed(seed)
         out["random"] = score(cfg.encoder(splits.shape[0]).to(dev), splits, cfg, seed, cfg.eval_patches)
-        sim_epochs = cfg.simclr_epochs or simclr_epochs_for(cfg, simclr, splits, seconds, seed)
-        torch.manual_seed(seed)
-        _, sim_paths = pretrain_with_checkpoints(simclr.make_model(splits.shape[0], cfg.width), splits,
-                                                 cfg.train_config(seed, BASELINE, sim_epochs), simclr,
-                                                 run_dir / "simclr", name="simclr")
-        metas = [checkpoint_meta(p) for p in sim_paths]
+        sim_epochs, sim_paths, metas = train_simclr(cfg, simclr, splits, seconds, seed, run_dir)
         i = int(np.argmin([abs(m["train_seconds"] - seconds) for m in metas]))
         backbone = load_backbone(sim_paths[i], ResNet18(splits.shape[0], cfg.width)).to(dev)
         out["simclr"] = {"epoch": metas[i]["epoch"], "seconds": metas[i]["train_seconds"],
