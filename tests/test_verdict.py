@@ -81,3 +81,19 @@ def test_budget_fractions_are_checked_once_for_every_page(fractions):
     with pytest.raises(ValueError, match=r"budget_fractions=.* distinct fractions of n_train in \(0, 1\]"):
         check_budget_fractions(fractions, "n_train")
     check_budget_fractions((0.25, 0.5, 1.0), "n_train")  # the default passes
+
+
+def test_crossing_extrapolates_the_two_largest_budgets_on_a_log_axis():
+    # a threshold 0.9: accuracy 0.80 at 1,000 and 0.85 at 4,000 images gains 5 points per 4x on a log
+    # axis; 5 more points need another 4x: 16,000 images, 4.0x the largest budget (hand-worked)
+    v = budget_verdict([250, 1000, 4000], [[0.7, 0.7], [0.8, 0.8], [0.85, 0.85]], 0.9)
+    assert v.word == FAILS and v.crossing() == pytest.approx(16000)
+    assert v.crossing_text() == ("the straight line through the two largest budgets (on a log axis) reaches it at "
+                                 "about 16,000 training images, 4.0x the largest budget here (an extrapolation, "
+                                 "not a measurement)")
+    flat = budget_verdict([250, 1000, 4000], [[0.7], [0.85], [0.85]], 0.9)
+    assert flat.crossing() is None and "does not move toward" in flat.crossing_text()
+    less = budget_verdict([1, 2, 4], [[0.5], [0.6], [0.55]], 0.5, claimed="less")  # 0.1 -> 0.05 per 2x: 0 at 8
+    assert less.crossing() == pytest.approx(8)
+    held = budget_verdict([1, 2, 4], [[0.6], [0.7], [0.8]], 0.5)
+    assert held.crossing() is None and held.crossing_text() == "the largest budget already has the claimed sign"

@@ -62,6 +62,29 @@ class Verdict:
             return f"{d:+.{digits}f} ± {2 * se:.{digits}f}{unit}"
         return f"{d:+.{digits}f}{unit} (one seed: no error bar)"
 
+    def crossing(self) -> float | None:
+        """Where the curve suggests the claimed sign would be reached: the budget at which the straight line
+        through the differences at the two largest budgets, on a log-budget axis, crosses 0. ``None`` when
+        the claimed sign is already there, or the line does not move toward it (flat or moving away). An
+        extrapolation of two points, not a measurement."""
+        (b1, b2), (d1, d2) = self.budgets[-2:], self.diffs[-2:]
+        want = 1.0 if self.claimed == "greater" else -1.0
+        slope = (d2 - d1) / (math.log(b2) - math.log(b1))
+        if want * d2 > 0 or want * slope <= 0:
+            return None
+        return b2 * math.exp(-d2 / slope)
+
+    def crossing_text(self, unit: str = "training images") -> str:
+        """:meth:`crossing` in words, for the pages' "how far would it have to go"."""
+        at = self.crossing()
+        if at is None:
+            if (1.0 if self.claimed == "greater" else -1.0) * self.diffs[-1] > 0:
+                return "the largest budget already has the claimed sign"
+            return "the curve does not move toward the claim between the two largest budgets: no extrapolation"
+        return (f"the straight line through the two largest budgets (on a log axis) reaches it at about "
+                f"{at:,.0f} {unit}, {at / self.budgets[-1]:.1f}x the largest budget here (an extrapolation, "
+                f"not a measurement)")
+
 
 def _values(v, where: str) -> np.ndarray:
     a = np.asarray(v, dtype=float).ravel()

@@ -4,7 +4,7 @@ Every "holds" / "does not hold" of the chapter (Brutzkus et al., "Efficient Lear
 Patch Based Features", ICML 2022) comes from :func:`patchnb.experiments.verdict.budget_verdict`, the
 book's one rule: the variants a claim compares are run at each budget of the page's curve
 (:meth:`~.network.ChapterConfig.budget_configs`: ``budget_fractions`` of the page's training images,
-1/4, 1/2 and all of them by default) and over the page's seeds, paired by seed. The runs at the full
+at cpu scale 1/16, 1/4 and all of them) and over the page's seeds, paired by seed. The runs at the full
 budget are the page's table runs (same cached runs); each smaller budget is its own run with the page's
 schedule (the same epochs, learning rate and milestones on fewer images, so fewer steps).
 
@@ -64,9 +64,10 @@ def decide(budgets: list[int], a: list[list[float]], b, claimed: str = "greater"
 
 
 def claim_text(name: str, verdict: Verdict) -> dict[str, str]:
-    """What the prose cites of a claim: ``name`` (the verdict word) and ``name_gap`` (the difference at the
-    largest budget ± two standard errors, in accuracy points)."""
-    return {name: verdict.word, f"{name}_gap": verdict.gap()}
+    """What the prose cites of a claim: ``name`` (the verdict word), ``name_gap`` (the difference at the
+    largest budget ± two standard errors, in accuracy points) and ``name_reach`` (where the curve suggests
+    the claimed sign would be reached, :meth:`~patchnb.experiments.verdict.Verdict.crossing_text`)."""
+    return {name: verdict.word, f"{name}_gap": verdict.gap(), f"{name}_reach": verdict.crossing_text()}
 
 
 def claim_numbers(name: str, verdict: Verdict) -> dict[str, float]:
@@ -78,8 +79,11 @@ def budget_text(cfg: ChapterConfig, budgets: list[int]) -> dict[str, str]:
     """``budget_images`` (the curve's training-set sizes) and ``budget_schedule`` (what trains at each,
     for the budget figures' captions)."""
     drops = ", ".join(str(m) for m in cfg.milestones if m < cfg.epochs)
-    lr = f"SGD lr {cfg.lr:g}" + (f", 10x drops after epochs {drops}" if drops else ", constant (no drop within "
-                                                                                   "the run)")
+    if cfg.schedule == "cosine":
+        lr = f"SGD lr {cfg.lr:g} with a cosine decay to 0 over each run"
+    else:
+        lr = f"SGD lr {cfg.lr:g}" + (f", 10x drops after epochs {drops}" if drops else ", constant (no drop within "
+                                                                                       "the run)")
     return {"budget_images": ", ".join(f"{n:,}" for n in budgets),
             "budget_schedule": f"{cfg.epochs} epoch(s) at every budget, batch {cfg.batch_size}, {lr}"}
 

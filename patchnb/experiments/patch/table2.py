@@ -60,7 +60,8 @@ class Config(ChapterConfig):
 
 _TABLE2 = dict(batch_size=32, lr=1e-3, lr_simple=1e-5)
 PRESETS = presets(smoke=dict(n_centroids=16, k=4, n_patches=4096, **_TABLE2),
-                  cpu=dict(train_size=4000, test_size=5000, n_centroids=256, k=64, n_patches=65536, **_TABLE2),
+                  cpu=dict(train_size=4000, val_size=2000, test_size=5000, epochs=2, schedule="multistep",
+                           budget_fractions=(0.25, 0.5, 1.0), n_centroids=256, k=64, n_patches=65536, **_TABLE2),
                   paper=dict(n_centroids=256, k=64, n_patches=65536, **_TABLE2))
 Config.PRESETS = PRESETS
 

@@ -71,7 +71,8 @@ class Config(ChapterConfig):
 
 
 PRESETS = presets(smoke=dict(max_depth=2, n_centroids=16, k=4),
-                  cpu=dict(max_depth=4, n_centroids=64, k=16, train_size=4000),
+                  cpu=dict(max_depth=4, n_centroids=64, k=16, train_size=8000, val_size=2000,
+                           budget_fractions=(0.25, 0.5, 1.0)),
                   paper=dict(max_depth=4, n_centroids=1024, k=256))
 Config.PRESETS = PRESETS
 
