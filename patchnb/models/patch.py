@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from .. import cluster, patches
 from ..checks import check_choice, check_float, check_int
 from ..embedding import MODES, PatchEmbedding, build_dictionary, pooled_size
-from .simple import SimpleNetwork
+from .simple import SimpleNetwork, check_model_input
 
 #: the embedding modes of a patch network: the :class:`~patchnb.embedding.PatchEmbedding` modes, where
 #: ``simple`` is Table 2's *Simple* model as the original (:class:`SimpleNetwork`), plus
@@ -148,16 +148,8 @@ class LocallyLinearNetwork(nn.Module):
     def __init__(self, embedding: PatchEmbedding | None, image_shape: Sequence[int], n_classes: int = 10,
                  conv_channels: int = 1024, patch_size: int = 5, **head) -> None:
         super().__init__()
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
-        for v in image_shape:
-            check_int("image_shape", v, 1)
-        check_int("n_classes", n_classes, 1)
-        c, h, w = image_shape
+        c, h, w = check_model_input(image_shape, n_classes, embedding)
         if embedding is not None:
-            if embedding.channels != c:
-                raise ValueError(f"the dictionary has {embedding.channels}-channel patches but the input has {c} "
-                                 f"channels")
             patch_size, channels = embedding.patch_size, embedding.out_channels
             self.conv = None
         else:

@@ -15,6 +15,20 @@ from ..checks import check_int
 from ..embedding import PatchEmbedding, knn_mask
 
 
+def check_model_input(image_shape: Sequence[int], n_classes: int,
+                      embedding: PatchEmbedding | None = None) -> tuple[int, int, int]:
+    """The checks every patch model's constructor makes: ``image_shape`` is (C, H, W) of positive integers,
+    ``n_classes`` >= 1, and the dictionary of ``embedding`` (if any) has C-channel patches. Returns (C, H, W)."""
+    if len(image_shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
+    for v in image_shape:
+        check_int("image_shape", v, 1)
+    check_int("n_classes", n_classes, 1)
+    c, h, w = image_shape
+    if embedding is not None and embedding.channels != c:
+        raise ValueError(f"the dictionary has {embedding.channels}-channel patches but the input has {c} channels")
+    return c, h, w
+
 class SimpleNetwork(nn.Module):
     """Table 2's *Simple* model as the original (``main.py --full_embedding True``, Brutzkus et al. 2022,
     Sec. 5.2): the *full embedding* then ONE linear layer over all of it, no pooling, BatchNorm nor
@@ -49,14 +63,7 @@ class SimpleNetwork(nn.Module):
         if not isinstance(embedding, PatchEmbedding) or embedding.mode != "hard":
             raise ValueError("embedding must be a PatchEmbedding in mode 'hard' (its k-nearest-centroid mask is "
                              f"the Simple model's selection), got {getattr(embedding, 'mode', type(embedding))!r}")
-        if len(image_shape) != 3:
-            raise ValueError(f"image_shape must be (C, H, W), got {tuple(image_shape)}")
-        for v in image_shape:
-            check_int("image_shape", v, 1)
-        check_int("n_classes", n_classes, 1)
-        c, h, w = image_shape
-        if embedding.channels != c:
-            raise ValueError(f"the dictionary has {embedding.channels}-channel patches but the input has {c} channels")
+        c, h, w = check_model_input(image_shape, n_classes, embedding)
         p = embedding.patch_size
         if p > min(h, w):
             raise ValueError(f"patch_size={p} is larger than the {h}x{w} input")
