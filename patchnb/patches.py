@@ -127,12 +127,28 @@ def patch_moments(images: torch.Tensor, size: int, batch_size: int = 128, transf
             s1 = torch.zeros(len(p), dtype=torch.float64)
             s2 = torch.zeros(len(p), len(p), dtype=torch.float64)
         s1 += p.sum(1, dtype=torch.float64)
-        s2 += (p @ p.T).double()  # float32 within a batch, float64 across batches
+        g = (p @ p.T).double()  # float32 within a batch, float64 across batches
+        s2 += (g + g.T) / 2  # a BLAS may round (i, j) and (j, i) differently: symmetric by construction
         total += p.shape[1]
     m = s1 / total
     cov = s2 / total - torch.outer(m, m)
     shift_patch = shift.double().flatten().repeat_interleave(size * size)
     return m + shift_patch, cov
+
+
+SUM_TERMS = 2 ** 24  # more terms than any one product a covariance of this package sums
+
+
+def symmetry_tolerance(dtype: torch.dtype, terms: int = SUM_TERMS) -> float:
+    """The largest ``max|C - C^T| / max|C|`` that rounding can explain in a (D, D) Gram or covariance
+    matrix ``C`` computed in ``dtype`` by sums of up to ``terms`` products: ``4 sqrt(n) u``, with ``u`` the
+    unit roundoff of ``dtype`` (the probabilistic bound of Higham and Mary, "A New Approach to Probabilistic
+    Rounding Error Analysis", SIAM J. Sci. Comput. 2019: ``sqrt(n) u`` with high probability, applied to
+    ``C[i, j]`` and ``C[j, i]``, both bounded by ``max|C|`` by Cauchy-Schwarz, and doubled for margin).
+    Exact (integer) dtypes get 0. float32: 9.8e-4, float64: 1.8e-12."""
+    if dtype.is_floating_point:
+        return 4.0 * math.sqrt(terms) * torch.finfo(dtype).eps / 2
+    return 0.0
 
 
 @dataclass
@@ -164,10 +180,15 @@ class Whitening:
     def from_covariance(cls, mean: torch.Tensor, cov: torch.Tensor, kind: str = "pca",
                         eps: float = 1e-3) -> Whitening:
         """The whitening of the (D, D) covariance ``cov`` of patches whose mean is ``mean`` (D,):
-        ``cov`` must be square, finite and symmetric (to a relative 1e-5)."""
+        ``cov`` must be square, finite and symmetric up to its dtype's rounding
+        (:func:`symmetry_tolerance`); it is then symmetrised, so the result does not depend on which
+        triangle a BLAS rounded differently."""
         check_choice("whitening", kind, WHITENINGS)
         check_float("eps", eps, 0.0, strict_min=True)
-        cov, mean = torch.as_tensor(cov).double(), torch.as_tensor(mean).double()
+        cov, mean = torch.as_tensor(cov), torch.as_tensor(mean).double()
+        dtype = str(cov.dtype).removeprefix("torch.")
+        rtol = symmetry_tolerance(cov.dtype)
+        cov = cov.double()
         if cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
             raise ValueError(f"cov must be a square (D, D) covariance, got shape {tuple(cov.shape)}")
         if mean.shape != (cov.shape[0],):
@@ -175,10 +196,14 @@ class Whitening:
                              f"{tuple(mean.shape)}")
         check_finite("cov", cov)
         check_finite("mean", mean)
+        scale = float(cov.abs().max()) if cov.numel() else 0.0
         asym = float((cov - cov.T).abs().max()) if cov.numel() else 0.0
-        if asym > 1e-5 * max(float(cov.abs().max()), 1e-12):
-            raise ValueError(f"cov must be symmetric (a covariance), but |cov - cov^T| reaches {asym:.3g}")
-        lam, u = torch.linalg.eigh(cov)
+        if asym > rtol * scale:
+            raise ValueError(f"cov must be symmetric (a covariance), but max|cov - cov^T| = {asym:.3g} is "
+                             f"{asym / scale:.3g} of max|cov|, above the {rtol:.3g} that {dtype} rounding of sums of "
+                             f"up to {SUM_TERMS:,} terms can explain (4 sqrt(n) u); pass a covariance, e.g. from "
+                             "patches.patch_moments")
+        lam, u = torch.linalg.eigh((cov + cov.T) / 2)
         return cls(mean, lam.clamp_min(0), u, kind, eps)
 
     @classmethod

@@ -41,6 +41,29 @@ def test_patch_moments_match_float64_reference():
     np.testing.assert_allclose(c.numpy(), np.cov(p.numpy().T, bias=True), atol=1e-4)
 
 
+def test_patch_moments_covariance_is_exactly_symmetric():
+    # by construction, on any BLAS: the 9 x 9 float32 product p @ p.T was measured asymmetric by 6.8e-5 on an
+    # AMD EPYC host (Fashion-MNIST, patch size 3), which a check meant for bad input rejected
+    x = torch.rand(64, 1, 28, 28)
+    for size in (3, 5):
+        _, c = patches.patch_moments(x, size, batch_size=16)
+        assert torch.equal(c, c.T)
+
+
+def test_from_covariance_tells_rounding_from_bad_input():
+    cov = torch.eye(9, dtype=torch.float64) + 0.1
+    rounded = cov.clone()
+    rounded[3, 0] *= 1 + 6.8e-5  # the measured float32 asymmetry: within float32's 9.8e-4, far beyond float64's
+    assert patches.symmetry_tolerance(torch.float32) == 4 * 2 ** 12 * 2 ** -24  # 4 sqrt(2^24) u, u = 2^-24
+    w = patches.Whitening.from_covariance(torch.zeros(9), rounded.float())
+    sym = (rounded + rounded.T) / 2
+    ref = patches.Whitening.from_covariance(torch.zeros(9), sym)
+    assert torch.allclose(w.eigenvalues, ref.eigenvalues, rtol=1e-6)  # the symmetrised matrix is whitened
+    with pytest.raises(ValueError, match=r"1\.82e-12 that float64 rounding"):
+        patches.Whitening.from_covariance(torch.zeros(9), rounded)
+    assert patches.symmetry_tolerance(torch.int64) == 0.0
+
+
 def test_whitening_makes_identity_covariance():
     g = torch.Generator().manual_seed(0)
     a = torch.randn(25, 25, generator=g)
