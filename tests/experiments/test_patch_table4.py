@@ -7,23 +7,30 @@ from patchnb.experiments.patch import table4
 from patchnb.models.patch import TABLE4_LAYERS, table4_layers
 
 from ..conftest import needs_fmnist
+from ..pins import ACCURACY, ACCURACY_DIFF, trained
 
+# smoke scale, seed 0, recorded on an Intel host with AMX. trained: bands ACCURACY / ACCURACY_DIFF (tests/pins.py;
+# thread counts alone move Phi_hard at depth 2 by 0.008)
 RECORDED = {"acc_full_d1": 0.360, "acc_full_d2": 0.120, "acc_hard_d1": 0.298, "acc_hard_d2": 0.122,
-            "acc_cnn_d1": 0.118, "acc_cnn_d2": 0.108, "acc_cnn_layerwise_d1": 0.410, "acc_cnn_layerwise_d2": 0.120,
-            "claim_depth_full_diff": -0.240, "claim_depth_hard_diff": -0.176, "claim_full_vs_cnn_diff": 0.012}
+            "acc_cnn_d1": 0.118, "acc_cnn_d2": 0.108, "acc_cnn_layerwise_d1": 0.410, "acc_cnn_layerwise_d2": 0.120}
+GAPS = {"claim_depth_full_diff": -0.240, "claim_depth_hard_diff": -0.176, "claim_full_vs_cnn_diff": 0.012}
 
 
 @needs_fmnist
 @pytest.mark.slow
+@pytest.mark.pinned
 def test_table4_smoke_numbers():
     result = table4.run(table4.Config.preset("smoke"))
-    assert result.numbers == pytest.approx(RECORDED, abs=1e-3)
+    n = result.numbers
+    assert {k: n[k] for k in RECORDED} == trained(RECORDED, ACCURACY)  # trained
+    assert {k: n[k] for k in GAPS} == trained(GAPS, ACCURACY_DIFF)  # trained
     t = result.text
     assert t["max_depth"] == "2" and t["t4_desc"] == "N=16 centroids (and CNN channels), k=[4, 2]"
-    # one seed: "not settled at this budget" (they were does not hold / does not hold / holds by means)
+    # one seed: "not settled at this budget" whatever the numbers (exact)
     assert (t["claim_depth_full"], t["claim_depth_hard"], t["claim_full_vs_cnn"]) == \
         ("not settled at this budget",) * 3
-    assert all(t[f"best_depth_{key}"] == "1" for key in table4.FAMILIES.values())
+    for key in table4.FAMILIES.values():  # the words follow this run's numbers
+        assert t[f"best_depth_{key}"] == str(max((1, 2), key=lambda d: n[f"acc_{key}_d{d}"]))
     assert len(result.tables["tab_table4"]) == 8
     assert set(result.figures) == {"fig_table4", "fig_curves_table4", "fig_budget_table4"}
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in result.figures["fig_curves_table4"].axes)
