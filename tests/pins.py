@@ -12,10 +12,12 @@
   numbers (the rule applied to them), not as recorded strings.
 
 The bands are twice the largest change measured by ``scripts/pin_spread.py`` between the recorded values
-(Intel Xeon with AMX, 2 threads) and the same recipes on an AMD EPYC host (AVX-512, no AMX) at 1 and at 2
-threads, and with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_CBWR=AVX2`` (2026-12-07), rounded up.
-Measured largest changes: test accuracy 0.042 (Figures' k=8, Table 1's Phi_full clustered: its k-means
-dictionary differs between the hosts), a difference of two accuracies 0.056 (Table 3), a fitted intrinsic
+(an Intel host with AMX, 2 threads) and the same recipes on an AMD EPYC host (AVX-512, no AMX) at 1 and at 2
+threads (2026-12-07), rounded up; the AVX2 kernels (``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+MKL_CBWR=AVX2``) moved nothing in the dictionary, Figure 5 and patch-chapter recipes beyond 1e-6.
+Measured largest changes: test accuracy 0.068 (an EMP-SSL probe of the budget curve; 0.036 for Table 1's
+Phi_full clustered, whose k-means dictionary differs between the hosts), a difference of two accuracies 0.056
+(Table 3), uniformity 0.0013, the SSL zoo's rank correlation 0.067, a fitted intrinsic
 dimension 0.43, a dictionary statistic 0.7 % relative (inertia, quantisation error, largest cluster 0.014).
 Thread counts alone moved no patch-chapter accuracy but Table 4's (0.008); CI runs the pinned tests with
 ``OMP_NUM_THREADS=2`` and ``1`` (``make test``).
@@ -23,10 +25,14 @@ Thread counts alone moved no patch-chapter accuracy but Table 4's (0.008); CI ru
 
 import pytest
 
-#: a test accuracy (a fraction) of a smoke-scale training run
-ACCURACY = 0.1
+#: a test accuracy (a fraction) of a smoke-scale training run, or a shape bias
+ACCURACY = 0.15
 #: a difference of two such accuracies (a claim's gap)
-ACCURACY_DIFF = 0.12
+ACCURACY_DIFF = 0.15
+#: the uniformity of trained embeddings (log of a mean of exp(-2 d^2))
+UNIFORMITY = 0.005
+#: a rank correlation over the SSL zoo's six encoders
+CORRELATION = 0.15
 #: a fitted intrinsic dimension (Figure 5's MLE over a few thousand points)
 DIMENSION = 1.0
 #: a statistic of a float32 k-means dictionary (inertia, quantisation error), relative

@@ -31,7 +31,8 @@ def test_emp_ssl_notebook(glued):
     for key in ("last_lin_patch", "last_lin_whole", "last_knn_patch", "last_knn_whole"):
         assert 0 <= num(g[key]) <= 100 and g[key].endswith("%")
     assert g["spread_verdict"] in ("spread out", "did not spread out")
-    assert (g["spread_verdict"] == "spread out") == (num(g["unif_emp"]) < num(g["unif_rand"]))
+    if num(g["unif_emp"]) != num(g["unif_rand"]):  # the glued values are rounded to 0.01: equal ones say nothing
+        assert (g["spread_verdict"] == "spread out") == (num(g["unif_emp"]) < num(g["unif_rand"]))
     for key in ("fig_curves", "tab_results", "fig_sphere", "fig_budget"):
         assert key in g
     # the recipe checked against the EMP-SSL code: quarter-area crops, its LARS wrapper, the pre_feature layer
