@@ -31,6 +31,7 @@ import torch
 from filelock import FileLock, Timeout
 
 from .checkpoint import CheckpointError, load_checkpoint, save_atomic
+from .checks import atomic_write, check_not_link, private_dir
 from .data import cache_dir
 from .track import code_version
 
@@ -68,9 +69,8 @@ def run_key(name: str, config: dict, modules=None) -> str:
 
 
 def runs_dir() -> Path:
-    path = cache_dir() / "runs"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The cache's ``runs/`` folder (created private; :func:`patchnb.checks.private_dir`)."""
+    return private_dir(cache_dir(), "runs")
 
 
 def _load(path: Path):
@@ -110,14 +110,15 @@ def cached(name: str, config: dict, fn, refresh: bool = False):
     # a function defined in patchnb is keyed by its own module's import closure, so a run is shared by
     # every notebook that asks for it, whatever else each notebook imported
     modules = [home] if home == "patchnb" or home.startswith("patchnb.") else None
-    folder = runs_dir() / run_key(name, config, modules)
+    folder = private_dir(runs_dir(), run_key(name, config, modules))  # no link: nothing outside the cache
     path = folder / VALUE
+    for file in (path, folder / RECORD, folder / LOCK):
+        check_not_link(file)
     if path.is_file() and not refresh:  # the value is renamed into place whole: no lock needed to read it
         value = _load(path)
         if value is not _MISSING:
             return value
     before = _stamp(path)
-    folder.mkdir(parents=True, exist_ok=True)
     lock = FileLock(folder / LOCK)
     try:
         lock.acquire(timeout=0)
@@ -146,9 +147,7 @@ def cached(name: str, config: dict, fn, refresh: bool = False):
 
 
 def _write_record(folder: Path, record: dict) -> None:
-    tmp = folder / f".{RECORD}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=repr))
-    os.replace(tmp, folder / RECORD)
+    atomic_write(folder / RECORD, json.dumps(record, indent=1, default=repr))
 
 
 _METRIC = re.compile(r"acc|score|loss|err|knn|top\d|probe|auc|alignment|uniformity|bias|f1", re.IGNORECASE)
@@ -182,34 +181,82 @@ def metrics(value, limit: int = 12) -> dict:
 # ----------------------------------------------------------------------------- patchnb runs
 
 
+_RECORD_TYPES = {"name": str, "config": dict, "metrics": dict, "seconds": (int, float), "code_version": str,
+                 "finished": str}
+
+
+def _read_record(folder: Path) -> dict | None:
+    """``run.json`` of a run folder, its fields of the wrong type left out; None when it is missing, and
+    None after a warning naming it when it is no JSON record (the run is then listed without it)."""
+    path = folder / RECORD
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        warnings.warn(f"{path} is unreadable ({type(e).__name__}: {e}); the run is listed without it", stacklevel=3)
+        return None
+    if not isinstance(record, dict):
+        warnings.warn(f"{path} holds a {type(record).__name__}, not a run record (a JSON object); the run is "
+                      f"listed without it", stacklevel=3)
+        return None
+    bad = [k for k, t in _RECORD_TYPES.items() if k in record and record[k] is not None
+           and (not isinstance(record[k], t) or isinstance(record[k], bool))]
+    if bad:
+        warnings.warn(f"{path}: {', '.join(f'{k}={record[k]!r}' for k in bad)} of the wrong type; left out",
+                      stacklevel=3)
+    return {k: v for k, v in record.items() if k not in bad}
+
+
+def _files(folder: Path) -> list[os.stat_result]:
+    """``lstat`` of every file of a run folder but its locks (no part of a run), links not followed."""
+    found = []
+    for top, _, names in os.walk(folder):  # os.walk descends into no link to a folder
+        for n in names:
+            p = os.path.join(top, n)
+            if n != LOCK and not os.path.islink(p):
+                found.append(os.lstat(p))
+    return found
+
+
 def list_runs() -> list[dict]:
     """Every run folder of the cache, newest first: ``{"name", "key", "folder", "config", "metrics",
     "seconds", "code_version", "finished" (ISO time or None), "age" (seconds since the last write),
-    "size" (bytes of the folder, checkpoints included), "complete" (whether a value is stored)}``.
-    A folder without ``run.json`` (written before it existed, or a run that never finished) is listed
-    with what its ``cached.pt`` holds, or as incomplete."""
+    "size" (bytes of the folder, checkpoints included), "complete" (whether a value is stored),
+    "link" (None, or the target of a run folder that is a symbolic link: listed, never followed)}``.
+    A folder without a readable ``run.json`` (a run that never finished, a damaged record: reported
+    with a warning) is listed with what its ``cached.pt`` holds, or as incomplete."""
     rows = []
     root = runs_dir()
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+    for folder in sorted(root.iterdir()):
         name, _, key = folder.name.rpartition("-")
-        record = {}
-        try:
-            record = json.loads((folder / RECORD).read_text())
-        except (OSError, ValueError):
-            if (folder / VALUE).is_file():
+        if folder.is_symlink():
+            age = max(time.time() - os.lstat(folder).st_mtime, 0.0)
+            rows.append({"name": name or folder.name, "key": key, "folder": str(folder), "config": None,
+                         "metrics": {}, "seconds": None, "code_version": None, "finished": None, "age": age,
+                         "size": 0, "complete": False, "link": os.readlink(folder)})
+            continue
+        if not folder.is_dir():
+            continue
+        record = _read_record(folder)
+        value = folder / VALUE
+        if record is None:
+            record = {}
+            if value.is_file() and not value.is_symlink():
                 try:
-                    stored = load_checkpoint(folder / VALUE, require_checksum=True)
+                    stored = load_checkpoint(value, require_checksum=True)
                     record = {"config": stored.get("config"), "seconds": stored.get("seconds"),
                               "metrics": metrics(stored.get("value"))}
                 except (CheckpointError, AttributeError):
                     pass
-        files = [p for p in folder.rglob("*") if p.is_file() and p.name != LOCK]  # a lock is no part of a run
-        newest = max((p.stat().st_mtime for p in files), default=folder.stat().st_mtime)
+        files = _files(folder)
+        newest = max((st.st_mtime for st in files), default=folder.stat().st_mtime)
         rows.append({"name": record.get("name", name or folder.name), "key": key, "folder": str(folder),
                      "config": record.get("config"), "metrics": record.get("metrics") or {},
                      "seconds": record.get("seconds"), "code_version": record.get("code_version"),
                      "finished": record.get("finished"), "age": max(time.time() - newest, 0.0),
-                     "size": sum(p.stat().st_size for p in files), "complete": (folder / VALUE).is_file()})
+                     "size": sum(st.st_size for st in files),
+                     "complete": value.is_file() and not value.is_symlink(), "link": None})
     return sorted(rows, key=lambda r: r["age"])
 
 
@@ -233,22 +280,35 @@ def select_runs(older_than: float | None = None, name: str | None = None) -> lis
 
 def clean_runs(older_than: float | None = None, name: str | None = None, dry_run: bool = False) -> list[dict]:
     """Delete the runs :func:`select_runs` picks and return them, each with ``"removed"``: True, or
-    False when a process is computing it (its lock is held: the run is left alone) or ``dry_run``."""
+    False when a process is computing it (its lock is held: the run is left alone) or ``dry_run``. A run
+    folder that is a symbolic link is unlinked: its target is left as it is."""
     done = []
     for row in select_runs(older_than, name):
         folder = Path(row["folder"])
+        if row["link"] is not None:  # only the link goes: never its target, never a lock written through it
+            if not dry_run:
+                folder.unlink()
+            done.append({**row, "removed": not dry_run,
+                         "why": "dry run" if dry_run else f"the link only; its target {row['link']} is left"})
+            continue
+        if (folder / LOCK).is_symlink():
+            done.append({**row, "removed": False, "why": f"its {LOCK} is a symbolic link; remove it by hand"})
+            continue
         lock = FileLock(folder / LOCK)
         try:
             lock.acquire(timeout=0)
         except Timeout:
             done.append({**row, "removed": False, "why": "being computed"})
             continue
+        why = "dry run" if dry_run else ""
         try:
             if not dry_run:
-                shutil.rmtree(folder, ignore_errors=True)
+                shutil.rmtree(folder)
+        except OSError as e:
+            why = f"{type(e).__name__}: {e}"
         finally:
             lock.release()
-        done.append({**row, "removed": not dry_run, "why": "dry run" if dry_run else ""})
+        done.append({**row, "removed": not why, "why": why})
     return done
 
 
@@ -281,7 +341,7 @@ def format_runs(rows: list[dict], width: int = 60) -> str:
     for r in rows:
         seconds = f"{r['seconds']:.1f}" if isinstance(r["seconds"], (int, float)) else "-"
         code = (r["code_version"] or "-")[:10]
-        status = "" if r["complete"] else "(incomplete) "
+        status = f"(link to {r['link']}, not followed) " if r.get("link") else "" if r["complete"] else "(incomplete) "
         lines.append(f"{r['name'][:24]:24s} {r['key'][:12]:12s} {seconds:>8s} {_age(r['age']):>5s} "
                      f"{_human(r['size']):>9s} {code:10s} {status}{_short(r['config'], width)} | "
                      f"{_short(r['metrics'], width)}")
@@ -315,7 +375,8 @@ def run_cli(args) -> int:
     done = clean_runs(older, args.name, dry_run=args.dry_run)
     for r in done:
         verb = "removed" if r["removed"] else f"kept ({r['why']})"
-        print(f"{verb:24s} {r['name']} {r['key']} {_human(r['size'])}")
+        note = f" ({r['why']})" if r["removed"] and r["why"] else ""
+        print(f"{verb:24s} {r['name']} {r['key']} {_human(r['size'])}{note}")
     freed = sum(r["size"] for r in done if r["removed"])
     print(f"{sum(r['removed'] for r in done)} of {len(done)} selected run(s) removed, {_human(freed)} freed")
     return 0

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from .checks import check_choice, check_int
+from .distributed import resolve_device
 
 BACKENDS = ("auto", "faiss", "torch", "sklearn")
 
@@ -84,7 +85,7 @@ def kmeans(x: torch.Tensor, k: int, n_iter: int = 20, seed: int = 0, backend: st
     check_int("n_iter", n_iter, 1)
     check_int("seed", seed)
     x = _check(x, k)
-    device = torch.device(device)
+    device = resolve_device(device)  # a device that exists, else a ValueError saying what to use
     if backend == "auto":
         backend = "faiss" if have_faiss() and device.type == "cpu" else "torch"
     t0 = time.perf_counter()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .checks import check_choice, check_float, check_int
+from .checks import atomic_write, check_choice, check_float, check_int, check_not_link, private_dir
 from .datasets import (  # noqa: F401  (re-exported: patchnb.data is where callers find them)
     DATASETS,
     DEBIAN_FASHION_MNIST,
@@ -103,18 +104,48 @@ def holdout_split(n: int, val_fraction: float, seed: int = 0) -> tuple[torch.Ten
     return perm[n_val:].sort().values, perm[:n_val].sort().values
 
 
-def channel_stats(images: torch.Tensor, cache: bool = True) -> Normalization:
-    """Per-channel mean/std of uint8 images in [0, 1] units, cached on disk by content hash."""
-    key = hashlib.sha1(images.numpy().tobytes()).hexdigest()[:16]
-    path = cache_dir() / "stats" / f"{key}.json"
-    if cache and path.is_file():
+def _stats_checksum(key: str, mean, std) -> str:
+    return hashlib.sha256(json.dumps({"key": key, "mean": list(mean), "std": list(std)}).encode()).hexdigest()
+
+
+def _read_stats(path: Path, key: str, channels: int) -> Normalization | None:
+    """The statistics stored at ``path`` for images of content hash ``key``, or None: after a warning
+    naming the file when it is damaged (truncated, altered: its checksum does not match), silently for a
+    file without a checksum (the format before checksums; not trusted either)."""
+    try:
         d = json.loads(path.read_text())
-        return Normalization(tuple(d["mean"]), tuple(d["std"]))
+        if isinstance(d, dict) and set(d) == {"mean", "std"}:
+            return None
+        mean, std = tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"])
+        if d.get("sha256") != _stats_checksum(key, mean, std):
+            raise ValueError("its checksum does not match its values")
+        if len(mean) != channels:
+            raise ValueError(f"it holds {len(mean)} channel(s), the images have {channels}")
+        return Normalization(mean, std)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        warnings.warn(f"normalisation statistics {path} are damaged ({type(e).__name__}: {e}); they are computed "
+                      f"again", stacklevel=3)
+        return None
+
+
+def channel_stats(images: torch.Tensor, cache: bool = True) -> Normalization:
+    """Per-channel mean/std of uint8 images in [0, 1] units, cached on disk by content hash
+    (``stats/<hash>.json`` in :func:`cache_dir`, written atomically with a checksum; a damaged file is
+    reported with a warning and recomputed)."""
+    key = hashlib.sha1(images.numpy().tobytes()).hexdigest()[:16]
+    path = None
+    if cache:
+        path = private_dir(cache_dir(), "stats") / f"{key}.json"
+        check_not_link(path)
+        if path.is_file():
+            norm = _read_stats(path, key, images.shape[1])
+            if norm is not None:
+                return norm
     x = images.double().div_(255).transpose(0, 1).reshape(images.shape[1], -1)
     norm = Normalization(tuple(x.mean(1).tolist()), tuple(x.std(1).clamp_min(1e-6).tolist()))
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"mean": norm.mean, "std": norm.std}))
+    if path is not None:
+        atomic_write(path, json.dumps({"mean": norm.mean, "std": norm.std,
+                                       "sha256": _stats_checksum(key, norm.mean, norm.std)}))
     return norm
 
 
@@ -251,7 +282,13 @@ def random_crop_flip(x: torch.Tensor, pad: int = 4, flip: bool = True, generator
 
 def iterate_batches(data: ImageData, batch_size: int, shuffle: bool = False, generator=None,
                     drop_last: bool = False):
-    """Yield ``(uint8 images, labels)`` batches; shuffled with ``generator`` when asked."""
+    """``(uint8 images, labels)`` batches of ``batch_size`` (an int >= 1, checked at the call), shuffled with
+    ``generator`` when asked."""
+    check_int("batch_size", batch_size, 1)
+    return _batches(data, batch_size, shuffle, generator, drop_last)
+
+
+def _batches(data: ImageData, batch_size: int, shuffle: bool, generator, drop_last: bool):
     n = len(data)
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - n % batch_size if drop_last and n >= batch_size else n

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import check_choice
+from .checks import check_choice, check_int, private_root
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 FASHION_MNIST_CLASSES = (
@@ -49,13 +49,12 @@ def cache_dir() -> Path:
     """patchnb's cache (data downloads, statistics, runs, the compiled kNN kernel): ``$PATCHNB_CACHE``
     or ~/.cache/patchnb, created readable and writable by its owner only.
 
-    The cache folder must be private to you: it holds the compiled kernel that patchnb loads and
-    runs (refused when another user owns it or may write it: :func:`patchnb.embedding._load_lib`)
-    and results that the book shows. Do not point ``PATCHNB_CACHE`` at a folder others can write."""
+    The cache folder must be private to you: it holds the compiled kernel that patchnb loads and runs
+    and the results that the book shows. A folder that belongs to another user or that group or others
+    may write is refused (:class:`patchnb.checks.UnsafePathError`, saying how to fix it); folders
+    inside it are taken with :func:`patchnb.checks.private_dir`, which follows no symbolic link."""
     root = os.environ.get("PATCHNB_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "patchnb"
-    path = Path(root)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    return private_root(root, "the patchnb cache folder ($PATCHNB_CACHE)")
 
 
 def data_roots() -> list[Path]:
@@ -77,7 +76,17 @@ class ImageData:
             raise ValueError(f"images must be uint8 (N, C, H, W), got {self.images.dtype} {tuple(self.images.shape)}")
         if self.labels.shape != (self.images.shape[0],):
             raise ValueError(f"labels must have shape ({self.images.shape[0]},), got {tuple(self.labels.shape)}")
+        if self.labels.is_floating_point() or self.labels.is_complex() or self.labels.dtype == torch.bool:
+            raise ValueError(f"labels must be integer class indices, got a {self.labels.dtype} tensor")
         self.labels = self.labels.long()
+        self.classes = tuple(self.classes)
+        if self.labels.numel():
+            lo, hi = int(self.labels.min()), int(self.labels.max())
+            if lo < 0 or hi >= len(self.classes):
+                bad = lo if lo < 0 else hi
+                raise ValueError(f"labels holds a label {bad} but classes names {len(self.classes)} classes "
+                                 f"(num_classes={len(self.classes)}); labels must be in 0..{len(self.classes) - 1}: "
+                                 f"give one class name per label")
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -335,9 +344,20 @@ def load_image_folder(root: str | Path, image_size: int | None = None, channels:
 
 
 def make_synthetic(n: int, n_classes: int = 10, shape=(1, 16, 16), seed: int = 0) -> ImageData:
-    """Class-dependent images: a bright square at a class-specific place, plus noise. For tests."""
-    g = torch.Generator().manual_seed(seed)
+    """``n`` class-dependent images of ``shape`` ``(C, H, W)``: a bright square of side ``max(2, H // 4)``
+    at a class-specific place, plus noise. For tests."""
+    check_int("n", n, 0)
+    check_int("n_classes", n_classes, 1)
+    check_int("seed", seed)
+    if not isinstance(shape, (tuple, list)) or len(shape) != 3:
+        raise ValueError(f"shape must be (channels, height, width), got {shape!r}")
+    for dim in shape:
+        check_int("shape", dim, 1)
     c, h, w = shape
+    if min(h, w) <= max(2, h // 4):
+        raise ValueError(f"shape={tuple(shape)} is too small: each image holds a square of side {max(2, h // 4)} "
+                         f"placed by class, so height and width must be at least {max(2, h // 4) + 1}")
+    g = torch.Generator().manual_seed(seed)
     labels = torch.arange(n) % n_classes
     labels = labels[torch.randperm(n, generator=g)]
     x = torch.rand(n, c, h, w, generator=g) * 60

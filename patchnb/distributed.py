@@ -17,16 +17,26 @@ import os
 import torch
 import torch.distributed as dist
 
+from .checks import check_device
+
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available else cpu; otherwise the named device (checked to exist)."""
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> cuda if available else cpu; otherwise the named device (``cpu``, ``cuda``, ``cuda:<index>``,
+    ``mps`` or a ``torch.device``), checked to exist: ``ValueError`` naming ``device`` and what to use."""
+    check_device("device", device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was asked for but no CUDA GPU is available; use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} was asked for but this machine has {torch.cuda.device_count()} "
+                             f"CUDA device(s); use cuda:0..cuda:{torch.cuda.device_count() - 1} or device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r} was asked for but no MPS device is available; use device='cpu'")
     return dev
 
 

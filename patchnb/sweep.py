@@ -26,11 +26,10 @@ import hashlib
 import itertools
 import json
 import logging
-import os
+import math
 import signal
 import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,7 +37,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .build import check_parameters, execute
-from .checks import check_choice, check_int
+from .checks import YAMLAliasError, atomic_write, check_choice, check_int, load_yaml_plain
 
 if TYPE_CHECKING:
     from .slurm import SlurmOptions
@@ -66,13 +65,26 @@ def _slurm_errors():
 # ----------------------------------------------------------------------------- grids
 
 
+#: the most points a grid may have (checked before it is expanded); a larger sweep is several grids
+MAX_GRID_POINTS = 10_000
+#: the largest grid file read, in bytes (a grid of MAX_GRID_POINTS points written out fits well within it)
+MAX_GRID_BYTES = 4_000_000
+
+
 def load_grid(path: str | Path) -> list[dict]:
-    """The points of a YAML grid file (see :func:`expand_grid`)."""
+    """The points of a YAML grid file (see :func:`expand_grid`). YAML aliases (``*name``) are refused, as
+    are files over :data:`MAX_GRID_BYTES` bytes: either could expand past any memory."""
     path = Path(path)
     if not path.is_file():
         raise SweepError(f"--grid {path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_GRID_BYTES:
+        raise SweepError(f"--grid {path} is {size:,} bytes, more than the {MAX_GRID_BYTES:,} a grid file may have "
+                         f"(MAX_GRID_BYTES); write the values as lists of a mapping, or split the sweep")
     try:
-        grid = yaml.safe_load(path.read_text())
+        grid = load_yaml_plain(path.read_text())
+    except YAMLAliasError as e:
+        raise SweepError(f"--grid {path}: {e}") from None
     except yaml.YAMLError as e:
         raise SweepError(f"--grid {path} is not valid YAML: {str(e).splitlines()[0]}") from e
     return expand_grid(grid, where=f"grid {path}")
@@ -81,7 +93,8 @@ def load_grid(path: str | Path) -> list[dict]:
 def expand_grid(grid, where: str = "the grid") -> list[dict]:
     """``{"x": [1, 2], "y": [0.5, 1.0]}`` -> the 4 points of the cartesian product (the last name
     varies fastest); ``[{"x": 1}, {"x": 2, "y": 0.1}]`` -> those points. Values must be plain YAML
-    (numbers, strings, booleans, null, lists, mappings); a point may not appear twice."""
+    (numbers, strings, booleans, null, lists, mappings); a point may not appear twice. A grid has at
+    most :data:`MAX_GRID_POINTS` points, counted (the product of the lists' lengths) before any is made."""
     if grid is None or (isinstance(grid, (dict, list)) and not grid):
         raise SweepError(f"{where} is empty: give a mapping of parameter -> list of values, or a list of "
                          "parameter mappings")
@@ -92,8 +105,11 @@ def expand_grid(grid, where: str = "the grid") -> list[dict]:
             if not values:
                 raise SweepError(f"{where}: parameter {name} has an empty list of values, so the grid has no points")
             lists[name] = values
+        check_grid_size(math.prod(len(v) for v in lists.values()), where,
+                        " x ".join(f"{len(v)} {name}" for name, v in lists.items()))
         points = [dict(zip(lists, combo)) for combo in itertools.product(*lists.values())]
     elif isinstance(grid, list):
+        check_grid_size(len(grid), where, "its list of points")
         points = grid
     else:
         raise SweepError(f"{where} must be a mapping of parameter -> list of values or a list of mappings, "
@@ -114,6 +130,13 @@ def expand_grid(grid, where: str = "the grid") -> list[dict]:
             raise SweepError(f"{where}: point {point} appears twice")
         seen.add(key)
     return [dict(p) for p in points]
+
+
+def check_grid_size(n: int, where: str = "the grid", how: str = "") -> None:
+    """A :class:`SweepError` when ``n`` points are more than :data:`MAX_GRID_POINTS`."""
+    if n > MAX_GRID_POINTS:
+        raise SweepError(f"{where} has {n:,} points ({how}), more than the {MAX_GRID_POINTS:,} a sweep may have "
+                         f"(MAX_GRID_POINTS); nothing was run: give fewer values, or split it into several grids")
 
 
 def _canon(params: dict) -> str:
@@ -138,19 +161,8 @@ def default_out(notebook: str | Path, points: list[dict]) -> Path:
 # ----------------------------------------------------------------------------- the sweep folder
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp_path)`` then rename over ``path``: readers see the old file or the new one, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def _write_json(path: Path, data: dict) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1) + "\n"))
+    atomic_write(path, json.dumps(data, indent=1) + "\n")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -289,6 +301,7 @@ def sweep(notebook: str | Path, points: list[dict], out: str | Path | None = Non
         raise SweepError(f"no notebook at {source}")
     if not points:
         raise SweepError("the grid is empty: it has no points to run")
+    check_grid_size(len(points), "the sweep", "its list of points")
     for point in points:
         check_parameters(source, point)
     if executor == "slurm":
@@ -393,14 +406,14 @@ def collect(out_dir: str | Path):
             table[column] = pd.to_numeric(table[column])
         except (ValueError, TypeError):
             pass
-    _write_atomic(out / f"{RESULTS}.csv", lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(out / f"{RESULTS}.csv", lambda tmp: table.to_csv(tmp, index=False))
     try:
         import pyarrow  # noqa: F401
     except ImportError:
         pass
     else:
         plain = table.astype({c: str for c in table.columns if table[c].dtype == object})
-        _write_atomic(out / f"{RESULTS}.parquet", lambda tmp: plain.to_parquet(tmp, index=False))
+        atomic_write(out / f"{RESULTS}.parquet", lambda tmp: plain.to_parquet(tmp, index=False))
     return table
 
 

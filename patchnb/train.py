@@ -202,6 +202,47 @@ class Classification:
         return {"score": float((pred == data.labels).float().mean()), "loss": loss, "predictions": pred}
 
 
+def check_classifier(model: torch.nn.Module, splits: Splits, device=None) -> None:
+    """``model`` takes the images of ``splits`` and gives one score per class: one forward pass of (at
+    most) two training images, in eval mode without gradients, must return ``(2, len(splits.classes))``.
+    ``ValueError`` says which part does not fit: the images (their channels and size against the
+    model's first convolution) or the outputs (against the classes). Nothing of the model changes:
+    each module's train/eval mode is restored and per-image caches (a module's ``cache``) are set
+    aside meanwhile."""
+    c, h, w = splits.shape
+    n_classes = len(splits.classes)
+    if device is None:
+        p = next(model.parameters(), None)
+        device = p.device if p is not None else torch.device("cpu")
+    x = splits.norm(splits.train.images[:2], device)
+    modes = [(m, m.training) for m in model.modules()]
+    caches = [(m, m.cache) for m in model.modules() if getattr(m, "cache", None) is not None]
+    model.eval()
+    try:
+        for m, _ in caches:
+            m.cache = None
+        with torch.no_grad():
+            out = model(x)
+    except (RuntimeError, ValueError, IndexError) as e:
+        conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+        hint = (f"; its first convolution takes {conv.in_channels} channel(s), the images have {c}: build the model "
+                f"with in_channels={c}" if conv is not None and conv.in_channels != c else
+                f": build the model for {c}-channel {h}x{w} images")
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ValueError(f"the model does not take the images of {splits.name!r} ({c} channel(s), {h}x{w}; a batch "
+                         f"of shape {tuple(x.shape)} fails with {type(e).__name__}: {first}){hint}") from e
+    finally:
+        for m, cache in caches:
+            m.cache = cache
+        for m, mode in modes:
+            m.training = mode
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != (len(x), n_classes):
+        raise ValueError(f"the model outputs {shape} for a batch of {len(x)} images of {splits.name!r}, but it has "
+                         f"{n_classes} classes: a classifier must output ({len(x)}, {n_classes}), one score per class; "
+                         f"build it with n_classes={n_classes}")
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -298,6 +339,8 @@ def fit(model: torch.nn.Module, splits: Splits, cfg: TrainConfig, method=None,
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
+    if isinstance(method, Classification) and len(splits.train):
+        check_classifier(model, splits, device)  # before anything is seeded, trained or written
     if cfg.batch_size % world:
         raise ValueError(f"batch_size={cfg.batch_size} must be divisible by the number of processes ({world})")
     net = model

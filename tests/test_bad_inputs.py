@@ -1,4 +1,4 @@
-"""Every bad input is a clear error at the API boundary (issue 13, section 5).
+"""Every bad input is a clear error at the API boundary.
 
 One table of bad inputs across the package's public functions and the command line. Each case names
 the call, the exception type it must raise (``ValueError`` / ``TypeError`` or the package's own error
@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import pytest
 import torch
@@ -428,6 +429,56 @@ DATA = [
         r"train/, val/ but no test/", DataError),
     Bad("data", "Normalization std=0", lambda: __import__("patchnb.data").data.Normalization((0.5,), (0.0,)),
         r"std > 0"),
+    Bad("data", "iterate_batches batch_size=0", lambda: _data().iterate_batches(_data().make_synthetic(4), 0),
+        r"batch_size.*>= 1.*0"),
+    Bad("data", "iterate_batches batch_size=2.5", lambda: _data().iterate_batches(_data().make_synthetic(4), 2.5),
+        r"batch_size.*2\.5"),
+    Bad("data", "make_synthetic shape too small", lambda: _data().make_synthetic(4, shape=(1, 2, 2)),
+        r"shape=\(1, 2, 2\).*at least 3"),
+    Bad("data", "make_synthetic shape of two values", lambda: _data().make_synthetic(4, shape=(16, 16)),
+        r"shape.*\(channels, height, width\)"),
+    Bad("data", "make_synthetic n_classes=0", lambda: _data().make_synthetic(4, n_classes=0), r"n_classes.*0"),
+    Bad("data", "ImageData label 7 with 2 classes",
+        lambda: _data().ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, 7]), ("a", "b")),
+        r"labels.*label 7.*num_classes=2"),
+    Bad("data", "ImageData negative label",
+        lambda: _data().ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0, -1]), ("a", "b")),
+        r"labels.*label -1.*num_classes=2"),
+    Bad("data", "ImageData float labels",
+        lambda: _data().ImageData(torch.zeros(2, 1, 4, 4, dtype=torch.uint8), torch.tensor([0.0, 1.5]), ("a", "b")),
+        r"labels.*integer.*float"),
+]
+
+
+def _data():
+    import patchnb.data
+
+    return patchnb.data
+
+
+@lru_cache(maxsize=1)
+def _tiny_splits():
+    return _data().load_splits("synthetic", train_size=64, val_size=32, test_size=32)
+
+
+def _fit(model):
+    from patchnb.train import TrainConfig, fit
+
+    return fit(model, _tiny_splits(), TrainConfig(epochs=1, batch_size=32), progress=False)
+
+
+LOOP += [
+    Bad("loop", "fit model of 3 channels on 1-channel images",
+        lambda: _fit(nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))),
+        r"model does not take the images of 'synthetic' \(1 channel.*first convolution takes 3.*in_channels=1"),
+    Bad("loop", "fit model of 5 outputs for 10 classes",
+        lambda: _fit(nn.Sequential(nn.Flatten(), nn.Linear(256, 5))),
+        r"model outputs \(2, 5\).*10 classes.*n_classes=10"),
+    Bad("loop", "fit model for other image sizes", lambda: _fit(nn.Sequential(nn.Flatten(), nn.Linear(784, 10))),
+        r"model does not take the images.*16x16"),
+    Bad("loop", "resolve_device('gpu')", lambda: __import__("patchnb.train").train.resolve_device("gpu"),
+        r"device='gpu'.*allowed values: 'auto', 'cpu', 'cuda'"),
+    Bad("cluster", "kmeans device='gpu'", lambda: cluster.kmeans(POINTS, 4, device="gpu"), r"device='gpu'.*allowed"),
 ]
 
 CASES = KERNELS + MODELS + LOSSES + METRICS + BIAS + EVAL + CHECKS + LOOP + DATA
@@ -439,6 +490,38 @@ def test_bad_input(case: Bad):
         case.call()
     assert isinstance(info.value, (ValueError, TypeError, DataError)), f"{type(info.value).__name__} is not a " \
                                                                         f"ValueError, TypeError or DataError"
+
+
+def test_kmeans_on_cuda_without_a_gpu(monkeypatch):
+    """``device="cuda"`` on a machine without CUDA says so and names the way out, before any work."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device='cuda'.*no CUDA GPU is available; use device='cpu'"):
+        cluster.kmeans(POINTS, 4, device="cuda")
+    with pytest.raises(ValueError, match=r"device='cuda:0'.*no CUDA GPU"):
+        cluster.kmeans(POINTS, 4, backend="torch", device="cuda:0")
+
+
+def test_a_fit_refused_for_its_model_writes_nothing(tmp_path):
+    """The model check comes first: no run folder, checkpoint or record is made for a model that cannot fit."""
+    from patchnb.train import TrainConfig, fit
+
+    with pytest.raises(ValueError, match=r"n_classes=10"):
+        fit(nn.Sequential(nn.Flatten(), nn.Linear(256, 5)), _tiny_splits(), TrainConfig(epochs=1, batch_size=32),
+            run_dir=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_model_check_changes_nothing_of_the_model():
+    """One eval-mode forward pass: each module's mode is restored (a frozen BatchNorm stays in eval mode)."""
+    from patchnb.train import check_classifier
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(4, 10))
+    model[1].eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    check_classifier(model, _tiny_splits())
+    assert model.training and model[0].training and not model[1].training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in state.items())
 
 
 def test_image_folder_mode_from_every_image(tmp_path):

@@ -133,3 +133,41 @@ def test_a_killed_computation_releases_its_lock(tmp_cache):
     assert (folder / ".lock").exists() and not (folder / "cached.pt").exists()
     with FileLock(folder / ".lock").acquire(timeout=5):  # free again
         pass
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_text_bytes_and_writer(tmp_path):
+    from patchnb.checks import atomic_write
+
+    atomic_write(tmp_path / "a.txt", "héllo")
+    atomic_write(tmp_path / "b.bin", b"\0\1")
+    atomic_write(tmp_path / "c.csv", lambda tmp: tmp.write_text("x,y\n"))
+    assert (tmp_path / "a.txt").read_text() == "héllo" and (tmp_path / "b.bin").read_bytes() == b"\0\1"
+    assert (tmp_path / "c.csv").read_text() == "x,y\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.bin", "c.csv"]  # no temporary left
+
+
+def test_atomic_write_that_fails_keeps_the_old_file(tmp_path):
+    from patchnb.checks import atomic_write
+
+    atomic_write(tmp_path / "a.txt", "old")
+
+    def half(tmp):
+        tmp.write_text("ne")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "a.txt", half)
+    assert (tmp_path / "a.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_atomic_write_replaces_a_link_and_never_writes_through_it(tmp_path):
+    from patchnb.checks import atomic_write
+
+    (tmp_path / "target").write_text("someone else's")
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    atomic_write(tmp_path / "link", "mine")
+    assert not (tmp_path / "link").is_symlink() and (tmp_path / "link").read_text() == "mine"
+    assert (tmp_path / "target").read_text() == "someone else's"

@@ -1,6 +1,7 @@
 """patchnb.data on tiny files written in each real on-disk format, plus the real Fashion-MNIST."""
 
 import gzip
+import json
 import pickle
 
 import numpy as np
@@ -231,6 +232,45 @@ def test_stats_cached_and_normalization_round_trip(tmp_cache):
     assert abs(float(x.mean())) < 1e-4 and abs(float(x.std()) - 1) < 1e-3  # stats computed on train
     assert len(list((tmp_cache / "cache" / "stats").glob("*.json"))) == 1
     assert torch.allclose(s.norm.invert(x) * 255, s.train.images.float(), atol=1e-3)
+
+
+def _stats_file(tmp_cache):
+    (path,) = (tmp_cache / "cache" / "stats").glob("*.json")
+    return path
+
+
+def test_stats_are_written_atomically_with_a_checksum(tmp_cache):
+    images = data.make_synthetic(50).images
+    norm = data.channel_stats(images)
+    path = _stats_file(tmp_cache)
+    stored = json.loads(path.read_text())
+    assert stored["mean"] == list(norm.mean) and len(stored["sha256"]) == 64
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
+    assert data.channel_stats(images) == norm
+
+
+@pytest.mark.parametrize("damage, why", [
+    (lambda t: t[: len(t) // 2], "JSONDecodeError"),                                   # truncated
+    (lambda t: t.replace('"mean": [0.', '"mean": [9.'), "ValueError: its checksum does not match"),  # tampered
+    (lambda t: "[1, 2]", "TypeError|AttributeError"),                                   # not a record
+])
+def test_damaged_stats_are_reported_and_recomputed(tmp_cache, damage, why):
+    images = data.make_synthetic(50).images
+    norm = data.channel_stats(images)
+    path = _stats_file(tmp_cache)
+    path.write_text(damage(path.read_text()))
+    with pytest.warns(UserWarning, match=rf"normalisation statistics .*{path.name} are damaged \(({why})"):
+        assert data.channel_stats(images) == norm
+    assert data.channel_stats(images) == norm and json.loads(path.read_text())["mean"] == list(norm.mean)
+
+
+def test_stats_without_a_checksum_are_recomputed(tmp_cache, recwarn):
+    images = data.make_synthetic(50).images
+    norm = data.channel_stats(images)
+    path = _stats_file(tmp_cache)
+    path.write_text(json.dumps({"mean": [0.9], "std": [0.1]}))  # the format before checksums, not trusted
+    assert data.channel_stats(images) == norm and not recwarn.list
+    assert "sha256" in json.loads(path.read_text())
 
 
 def test_random_crop_flip_is_a_shifted_window():

@@ -86,3 +86,35 @@ def test_bad_age_is_a_one_line_error(tmp_cache, capsys):
     assert cli.main(["runs", "--clean", "--older-than", "soon"]) == 2
     err = capsys.readouterr().err
     assert "--older-than" in err and "'soon'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("record", ["[1, 2, 3]", '"a string"', "{not json",
+                                    '{"name": 5, "config": [1], "seconds": "x"}'])
+def test_a_bad_run_record_is_reported_and_skipped(tmp_cache, capsys, record):
+    """A ``run.json`` that is no record (a list, a string, broken JSON, fields of the wrong type) is named in a
+    warning and left out; the run is still listed from its ``cached.pt`` and can be cleaned."""
+    make_runs()
+    folder = next(cache.runs_dir().glob("ssl_zoo-*"))
+    (folder / "run.json").write_text(record)
+    with pytest.warns(UserWarning, match=r"ssl_zoo-.*run\.json"):
+        rows = runs_json(capsys)
+    row = next(r for r in rows if r["folder"] == str(folder))
+    assert row["name"] == "ssl_zoo" and row["complete"] and isinstance(row["config"], (dict, type(None)))
+    with pytest.warns(UserWarning, match=r"run\.json"):
+        assert cli.main(["runs"]) == 0
+    assert "ssl_zoo" in capsys.readouterr().out
+    with pytest.warns(UserWarning, match=r"run\.json"):
+        assert cli.main(["runs", "--clean", "--name", "ssl_*"]) == 0
+    assert "1 of 1" in capsys.readouterr().out and not folder.exists()
+
+
+def test_clean_reports_a_folder_it_could_not_remove(tmp_cache, capsys, monkeypatch):
+    make_runs()
+
+    def fail(path, *a, **k):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(cache.shutil, "rmtree", fail)
+    assert cli.main(["runs", "--clean", "--name", "ssl_*"]) == 0
+    out = capsys.readouterr().out
+    assert "kept (PermissionError" in out and "0 of 1 selected run(s) removed" in out, out

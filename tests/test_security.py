@@ -1,4 +1,4 @@
-"""No code runs from a data or checkpoint file (issue 13, part 1).
+"""No code runs from a data or checkpoint file, and nothing is taken from a cache someone else could write.
 
 Each loader is handed files whose pickle holds an object with a ``__reduce__`` that would create a
 marker file when unpickled; every loader must refuse the file with a clear error naming it, and
@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from patchnb import cache, data, train
+from patchnb.checks import UnsafePathError
 
 from .test_data import write_cifar
 
@@ -193,10 +194,122 @@ def test_kernel_writable_by_others_is_refused(tmp_cache, monkeypatch):
 
 
 def test_kernel_owned_by_someone_else_is_refused(tmp_cache, monkeypatch):
+    """A cache (kernel folder and file included) of another uid is refused before the kernel is looked at."""
     embedding = _fresh_kernel_cache(tmp_cache, monkeypatch)
     if embedding._load_lib() is None:
         pytest.skip("no C compiler")
     monkeypatch.setattr(embedding, "_LIB", None)
     monkeypatch.setattr(embedding.os, "getuid", lambda: os.stat(tmp_cache).st_uid + 1)
-    with pytest.raises(embedding.KernelError, match=r"owned by uid"):
+    with pytest.raises((embedding.KernelError, UnsafePathError), match=r"owned by uid"):
         embedding.knn_mask(torch.randn(1, 4, 2, 2), 1)
+
+
+def test_kernels_folder_linked_elsewhere_is_refused_untouched(tmp_cache, monkeypatch):
+    """A ``kernels/`` link to a folder anyone may write is neither chmod-ed nor written into."""
+    embedding = _fresh_kernel_cache(tmp_cache, monkeypatch)
+    shared = tmp_cache / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (data.cache_dir() / "kernels").symlink_to(shared)
+    with pytest.raises(UnsafePathError, match=r"kernels is a symbolic link .*rm "):
+        embedding._load_lib()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o777 and not any(shared.iterdir())
+
+
+# ----------------------------------------------------------------------------- the cache folder
+
+
+def _forge_run(name, config, value):
+    """A result written into the cache as a run of ``name`` (valid checksum): what another user could forge."""
+    folder = cache.runs_dir() / cache.run_key(name, config)
+    folder.mkdir(parents=True, exist_ok=True)
+    train.save_atomic({"value": value, "config": config, "seconds": 0.0}, folder / "cached.pt")
+    return folder
+
+
+@pytest.mark.parametrize("mode, who", [(0o777, "group and others"), (0o770, "group"), (0o757, "others")])
+def test_a_cache_others_may_write_is_refused(tmp_cache, mode, who):
+    _forge_run("acc", {"a": 1}, {"acc": 1.0})
+    root = tmp_cache / "cache"
+    root.chmod(mode)
+    calls = []
+    with pytest.raises(UnsafePathError, match=rf"PATCHNB_CACHE.*{root}.* writable by {who}.*chmod go-w {root}"):
+        cache.cached("acc", {"a": 1}, lambda d: calls.append(d) or {"acc": 0.5})
+    assert calls == []  # nothing ran, and the forged value was not returned
+    root.chmod(0o700)
+    assert cache.cached("acc", {"a": 1}, lambda d: 1 / 0) == {"acc": 1.0}  # nothing was lost either
+
+
+def test_a_cache_of_another_user_is_refused(tmp_cache, monkeypatch):
+    data.cache_dir()
+    monkeypatch.setattr(os, "getuid", lambda: os.stat(tmp_cache / "cache").st_uid + 1)
+    with pytest.raises(UnsafePathError, match=r"PATCHNB_CACHE.*owned by uid .*not by you.*PATCHNB_CACHE"):
+        cache.cached("acc", {"a": 1}, lambda d: {"acc": 0.5})
+    with pytest.raises(UnsafePathError, match=r"owned by uid"):
+        data.channel_stats(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
+
+
+def test_runs_on_a_cache_others_may_write_is_a_one_line_error(tmp_cache, capsys):
+    from patchnb import cli
+
+    data.cache_dir().chmod(0o777)
+    assert cli.main(["runs"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "writable by" in err and "chmod go-w" in err, err
+
+
+def test_a_folder_in_the_cache_of_another_user_is_refused(tmp_cache, monkeypatch):
+    from patchnb import checks
+
+    root = data.cache_dir()
+    (root / "runs").mkdir()
+    real = os.getuid()
+    fstat = os.fstat
+    monkeypatch.setattr(checks.os, "fstat", lambda fd: os.stat_result((*fstat(fd)[:4], real + 1, *fstat(fd)[5:])))
+    with pytest.raises(UnsafePathError, match=r"runs inside the patchnb cache is owned by uid"):
+        cache.runs_dir()
+
+
+def test_a_cached_value_linked_to_another_run_is_refused(tmp_cache):
+    other = _forge_run("other", {}, {"acc": 0.99})
+    folder = cache.runs_dir() / cache.run_key("mine", {"a": 1})
+    folder.mkdir()
+    (folder / "cached.pt").symlink_to(other / "cached.pt")
+    calls = []
+    with pytest.raises(UnsafePathError, match=r"cached\.pt is a symbolic link .*rm "):
+        cache.cached("mine", {"a": 1}, lambda d: calls.append(d) or {"acc": 0.5})
+    assert calls == [] and (other / "cached.pt").is_file()
+
+
+def test_a_run_folder_linked_outside_the_cache_is_refused(tmp_cache):
+    outside = tmp_cache / "outside"
+    outside.mkdir()
+    (cache.runs_dir() / cache.run_key("mine", {})).symlink_to(outside)
+    with pytest.raises(UnsafePathError, match=r"is a symbolic link"):
+        cache.cached("mine", {}, lambda d: {"acc": 0.5})
+    assert not any(outside.iterdir())  # no lock, no value written through the link
+
+
+def test_clean_unlinks_a_linked_run_folder_and_leaves_its_target(tmp_cache, capsys):
+    from patchnb import cli
+
+    outside = tmp_cache / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    link = cache.runs_dir() / "patch_run-0123456789ab"
+    link.symlink_to(outside)
+    assert cli.main(["runs"]) == 0 and "(link to" in capsys.readouterr().out
+    assert cli.main(["runs", "--clean"]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 selected run(s) removed" in out and "the link only" in out, out
+    assert not link.is_symlink() and not link.exists()
+    assert sorted(p.name for p in outside.iterdir()) == ["precious.txt"]  # no .lock written through it
+
+
+def test_the_normalisation_cache_follows_no_link(tmp_cache):
+    outside = tmp_cache / "outside"
+    outside.mkdir()
+    (data.cache_dir() / "stats").symlink_to(outside)
+    with pytest.raises(UnsafePathError, match=r"stats is a symbolic link"):
+        data.channel_stats(torch.zeros(2, 1, 4, 4, dtype=torch.uint8))
+    assert not any(outside.iterdir())

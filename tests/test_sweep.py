@@ -90,6 +90,48 @@ def test_grid_files(tmp_path):
         sw.load_grid(_grid(tmp_path, "x: [1, 2\n"))
 
 
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8))
+
+
+def test_a_grid_too_large_is_refused_before_it_is_expanded(monkeypatch):
+    monkeypatch.setattr(sw.itertools, "product", lambda *a: pytest.fail("the grid was expanded"))
+    with pytest.raises(sw.SweepError, match=r"100,000,000 points \(10000 x x 10000 y\).*10,000.*MAX_GRID_POINTS"):
+        sw.expand_grid({"x": list(range(10_000)), "y": list(range(10_000))})
+    with pytest.raises(sw.SweepError, match=r"10,001 points"):
+        sw.expand_grid([{"x": i} for i in range(sw.MAX_GRID_POINTS + 1)])
+    monkeypatch.undo()
+    assert len(sw.expand_grid({"x": list(range(100)), "y": list(range(100))})) == sw.MAX_GRID_POINTS  # at the limit
+
+
+def test_yaml_aliases_are_refused(tmp_path):
+    """A "billion laughs" grid (nested aliases, 10^9 values from ten lines) is refused as it is read."""
+    with pytest.raises(sw.SweepError, match=r"line 2 uses the YAML alias \*a; aliases are not allowed"):
+        sw.load_grid(_grid(tmp_path, BILLION_LAUGHS))
+    with pytest.raises(sw.SweepError, match=r"alias \*base"):
+        sw.load_grid(_grid(tmp_path, "base: &base [1, 2]\nx: *base\n"))
+    assert sw.load_grid(_grid(tmp_path, "x: &anchor [1, 2]\n")) == [{"x": 1}, {"x": 2}]  # an anchor alone is fine
+
+
+def test_a_grid_file_too_large_is_refused(tmp_path):
+    path = _grid(tmp_path, "x: [" + "1, " * (sw.MAX_GRID_BYTES // 3) + "1]\n")
+    with pytest.raises(sw.SweepError, match=r"bytes, more than the 4,000,000 a grid file may have"):
+        sw.load_grid(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    (BILLION_LAUGHS, "uses the YAML alias *a"),
+    ("x: [" + ", ".join(map(str, range(200))) + "]\ny: [" + ", ".join(map(str, range(200))) + "]\n",
+     "40,000 points (200 x x 200 y), more than the 10,000"),
+])
+def test_sweep_of_a_huge_grid_is_one_line(tiny, tmp_path, capsys, text, message):
+    out = tmp_path / "out"
+    rc = main(["sweep", str(tiny), "--grid", str(_grid(tmp_path, text)), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert not out.exists()
+
+
 def test_point_names_and_default_folder():
     assert sw.point_id({"x": 1, "y": 2.0}) == sw.point_id({"y": 2.0, "x": 1}) != sw.point_id({"x": 2, "y": 2.0})
     points = sw.expand_grid({"x": [1, 2]})

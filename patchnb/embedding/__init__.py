@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ..checks import check_choice
+from ..checks import check_choice, check_not_link, private_dir
 
 MODES = ("hard", "full", "simple", "triangle", "kth")
 BACKENDS = ("auto", "c", "torch")
@@ -76,9 +76,9 @@ def _load_lib() -> ctypes.CDLL | None:
     """Compile ``_knn.c`` and ``_phi_full.c`` once per source version and CPU (``-O3 -march=native``)
     into the patchnb cache (``kernels/``, created private), then load it; ``None`` when no compiler is
     available (the torch path is used). The cache folder must be private: a kernel file owned by another user or
-    writable by group/others, or a ``kernels/`` folder owned by another user, raises
-    :class:`KernelError` instead of being loaded (a ``kernels/`` folder of this user's that others
-    may write in is first made writable by its owner only)."""
+    writable by group/others raises :class:`KernelError` instead of being loaded; a cache folder that is not
+    private, or a ``kernels/`` folder or kernel file that is a link, raises
+    :class:`patchnb.checks.UnsafePathError` (:func:`patchnb.checks.private_dir`)."""
     global _LIB
     if _LIB is not None:
         return _LIB or None
@@ -87,10 +87,8 @@ def _load_lib() -> ctypes.CDLL | None:
 
         src = b"".join(path.read_bytes() for path in _SOURCES)
         tag = hashlib.sha1(src).hexdigest()[:12] + "-" + _cpu_tag()
-        out = cache_dir() / "kernels" / f"knn-{tag}.so"
-        out.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if out.parent.stat().st_uid == os.getuid():  # patchnb's own folder: only its owner may write in it
-            out.parent.chmod(stat.S_IMODE(out.parent.stat().st_mode) & ~(stat.S_IWGRP | stat.S_IWOTH))
+        out = private_dir(cache_dir(), "kernels") / f"knn-{tag}.so"  # no link followed, private
+        check_not_link(out)
         _check_private(out.parent, "its folder")
         if not out.is_file():
             cc = os.environ.get("CC", "cc")
