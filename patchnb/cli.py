@@ -5,7 +5,8 @@
   notebook with papermill, after checking the parameters against its ``parameters`` cell.
 * ``patchnb book --scale smoke|cpu|paper [-p NAME VALUE ...] [--device auto|cpu|cuda] [--jobs N]``
   executes every notebook of ``_toc.yml`` (skipping those whose source, parameters and package code
-  are unchanged) and builds the HTML book with warnings as errors (see :mod:`patchnb.build`).
+  are unchanged) and builds the HTML book with warnings as errors (see :mod:`patchnb.build`). A page
+  that fails is shown with its error, the others are built, and the command exits with status 1.
 * ``patchnb bench NAME`` runs ``benchmarks/NAME.py``.
 * ``patchnb runs [--clean] [--older-than 7d] [--name PATTERN]`` lists the cached runs or removes them
   (see :mod:`patchnb.cache`).
@@ -18,6 +19,9 @@
   :mod:`patchnb.cli_ssl`, :mod:`patchnb.cli_vision`).
 * ``patchnb sweep NOTEBOOK --grid grid.yaml [--executor local|slurm] ...`` runs a notebook over a grid of
   parameters, as local processes or Slurm jobs, into one results table (see :mod:`patchnb.sweep`).
+
+Parameter values (``-p``, ``-f``) are YAML and must be plain: str, number, bool, null, lists and
+mappings of these (:func:`patchnb.build.check_plain`).
 
 Configuration errors are one line on stderr and exit status 2. ``python -m patchnb`` is the same command.
 """
@@ -35,9 +39,11 @@ from .build import (  # noqa: F401  (re-exported: the tests and scripts use them
     SCALES,
     SOURCE_DIR,
     STATE_DIR,
+    BookError,
     ParameterError,
     build_book,
     check_parameters,
+    check_plain,
     execute,
     execute_cached,
     parse_value,
@@ -48,7 +54,7 @@ from .publish import PublishError
 
 
 def _parameters(pairs, path) -> dict:
-    """``-f params.yaml`` then ``-p NAME VALUE`` pairs (YAML values)."""
+    """``-f params.yaml`` then ``-p NAME VALUE`` pairs (YAML values), all plain (:func:`check_plain`)."""
     params = {}
     if path:
         file = Path(path)
@@ -61,7 +67,11 @@ def _parameters(pairs, path) -> dict:
         if not isinstance(params, dict):
             raise ParameterError(f"-f {path} must hold a mapping of parameter names to values, got a "
                                  f"{type(params).__name__}")
-    params.update({k: parse_value(v) for k, v in pairs})
+        try:
+            check_plain(params)
+        except ParameterError as e:
+            raise ParameterError(f"-f {path}: {e}") from e
+    params.update({k: parse_value(v, k) for k, v in pairs})
     return params
 
 
@@ -108,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-html", action="store_true", help="execute only")
     b.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="a parameter for every notebook that has it (YAML value), e.g. -p seeds '[0, 1, 2]'")
-    b.add_argument("--device", default="auto", help="device parameter of every notebook: auto (default), cpu, cuda")
+    b.add_argument("--device", default=None, help="device parameter of every notebook: auto (default), cpu, cuda")
     pu = sub.add_parser("publish", help="push the built HTML to the gh-pages branch of a git remote (ghp-import)")
     pu.add_argument("--html", default="_build/html", help="the built book (default: _build/html)")
     pu.add_argument("--remote", default="origin", help="git remote name or URL/path (default: origin)")
@@ -151,8 +161,18 @@ def _run(args) -> int:
         seconds = execute(source, out, params, Path.cwd(), log_output=True)
         print(f"{out} ({seconds:.1f} s)")
     elif args.cmd == "book":
-        extra = {"device": args.device, **_parameters(args.parameter, None)}
-        timings = build_book(args.scale, args.jobs, force=args.force, html=not args.no_html, extra=extra)
+        extra = _parameters(args.parameter, None)
+        for name, given in (("scale", args.scale), ("device", args.device)):
+            if given is not None and extra.get(name, given) != given:
+                raise ParameterError(f"-p {name} {extra[name]!r} contradicts --{name} {given}; give the {name} once")
+        extra.setdefault("device", args.device or "auto")
+        try:
+            timings = build_book(args.scale, args.jobs, force=args.force, html=not args.no_html, extra=extra)
+        except BookError as e:
+            timings = {**e.timings, **dict.fromkeys(e.failed)}
+            print("\n".join(f"{n:40s} " + ("  FAILED" if s is None else f"{s:8.1f} s") for n, s in timings.items()))
+            print(f"patchnb book: error: {e}", file=sys.stderr)
+            return 1
         for name, s in timings.items():
             print(f"{name:40s} {s:8.1f} s")
     elif args.cmd == "publish":

@@ -66,3 +66,30 @@ def test_python_dash_m_patchnb(tmp_path):
 
     r = subprocess.run([sys.executable, "-m", "patchnb", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "patchnb" in r.stdout
+
+
+def test_book_refuses_a_scale_parameter_that_contradicts_scale(tmp_path, capsys, monkeypatch):
+    from patchnb.build import build_book
+
+    from .conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(cli, "build_book", lambda *a, **k: pytest.fail("built despite contradicting parameters"))
+    assert cli.main(["book", "--scale", "smoke", "-p", "scale", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "-p scale 'paper' contradicts --scale smoke" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["book", "--device", "cpu", "-p", "device", "cuda"]) == 2
+    assert "-p device 'cuda' contradicts --device cpu" in capsys.readouterr().err
+    with pytest.raises(ParameterError, match=r"parameter scale='paper' contradicts the build's scale 'smoke'"):
+        build_book("smoke", root=ROOT, site=tmp_path / "site", output=tmp_path, extra={"scale": "paper"})
+    assert not (tmp_path / "site").exists()
+
+
+def test_book_accepts_a_scale_parameter_that_agrees(monkeypatch):
+    from .conftest import ROOT
+
+    monkeypatch.chdir(ROOT)
+    seen = {}
+    monkeypatch.setattr(cli, "build_book", lambda scale, jobs, **k: seen.update(k["extra"], build=scale) or {})
+    assert cli.main(["book", "--scale", "smoke", "-p", "scale", "smoke", "-p", "device", "cpu"]) == 0
+    assert seen == {"build": "smoke", "scale": "smoke", "device": "cpu"}

@@ -44,7 +44,7 @@ def test_a_build_of_another_scale_replaces_every_page(monkeypatch, tmp_path):
     smoke = state_dir(ROOT) / "smoke"
     build_book("smoke", root=ROOT, site=site, output=site)  # executed notebooks are current from the test above
 
-    def fake_execute(name, scale, root, force=False, extra=None, eta=""):
+    def fake_execute(name, scale, root, force=False, extra=None, **_):
         text = (smoke / f"{name}.ipynb").read_text().replace("scale=smoke", f"scale={scale}")
         text = text.replace('"scale": "smoke"', f'"scale": "{scale}"')
         out = state_dir(root) / scale
