@@ -50,6 +50,7 @@ from .build import (  # noqa: F401  (re-exported: the tests and scripts use them
     repo_root,
     toc_notebooks,
 )
+from .checks import YAMLAliasError, load_yaml_plain
 from .publish import PublishError
 
 
@@ -61,7 +62,9 @@ def _parameters(pairs, path) -> dict:
         if not file.is_file():
             raise ParameterError(f"-f {path}: no such file")
         try:
-            params = yaml.safe_load(file.read_text()) or {}
+            params = load_yaml_plain(file.read_text()) or {}
+        except YAMLAliasError as e:
+            raise ParameterError(f"-f {path}: {e}") from e
         except yaml.YAMLError as e:
             raise ParameterError(f"-f {path} is not valid YAML: {e}".splitlines()[0]) from e
         if not isinstance(params, dict):

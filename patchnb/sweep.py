@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .build import check_parameters, execute
+from .build import check_parameters, error_line, execute
 from .checks import YAMLAliasError, atomic_write, check_choice, check_int, load_yaml_plain
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def run_point(out_dir: str, pid: str) -> str:
     try:
         seconds = execute(Path(rec["notebook"]), target, rec["parameters"], Path(rec["cwd"]), log_output=True)
     except Exception as e:
-        message = _short_error(e)
+        message = error_line(e)
         _write_json(_error_path(out, pid), {"error": message, "log": rec.get("log"),
                                              "partial": str(target.with_suffix(".failed.ipynb"))})
         raise RuntimeError(f"point {pid} failed: {message}") from e
@@ -221,15 +221,6 @@ def run_point(out_dir: str, pid: str) -> str:
         logger.removeHandler(handler)
     print(f"[sweep] point {pid}: done in {seconds:.1f} s -> {target}", flush=True)
     return str(target)
-
-
-def _short_error(e: BaseException) -> str:
-    """One line: the notebook's exception (``ValueError: ...``) rather than papermill's whole report."""
-    cause = e.__cause__ or e
-    if hasattr(cause, "ename"):  # papermill.PapermillExecutionError
-        return f"{cause.ename}: {str(cause.evalue).strip().splitlines()[0] if cause.evalue else ''}".strip()
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}".strip()
 
 
 # ----------------------------------------------------------------------------- executors

@@ -59,6 +59,14 @@ def test_run_f_refuses_binary(book, capsys):
     assert "params.yaml" in err
 
 
+def test_run_f_refuses_yaml_aliases(book, capsys):
+    # a few nested aliases expand past any memory ("billion laughs"): refused before anything is built
+    (book / "params.yaml").write_text("a: &a [x, x]\nb: &b [*a, *a]\nconfig: [*b, *b]\n")
+    rc = cli.main(["run", "notebooks/nb.ipynb", "-f", "params.yaml"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "params.yaml" in err and "alias" in err and len(err.splitlines()) == 1, err
+
+
 def test_book_p_refuses_binary(book, capsys):
     _refused(book, capsys, ["book", "--scale", "smoke", "--no-html", "-p", "dataset", PAYLOAD], "dataset")
     assert not (book / "executed").exists()
