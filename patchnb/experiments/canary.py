@@ -127,6 +127,14 @@ def _sizes(report: Report, splits: data.Splits) -> None:
     report.sizes.update(train=len(splits.train), val=len(splits.val), test=len(splits.test))
 
 
+def _load(module, cfg, report: Report, n_eval: int) -> tuple[data.Splits, data.Splits]:
+    """An SSL recipe's splits at the preset's sizes (recorded in ``report``) and their copy with validation
+    and test cut to ``n_eval`` images."""
+    splits = module.load_data(cfg)
+    _sizes(report, splits)
+    return splits, eval_subsets(splits, n_eval)
+
+
 def _loss(result) -> list[float]:
     return [float(row["loss"]) for row in result.history]
 
@@ -205,9 +213,7 @@ def _ssl_zoo(module, cfg, report: Report, steps: int, n_eval: int, iters: int) -
     the ``phi_*`` sizes) trained a few steps as :func:`~.ssl_zoo.run_row` trains them; the random encoder
     scored by the page's protocol."""
     seed = cfg.seeds[0]
-    splits = module.load_data(cfg)
-    _sizes(report, splits)
-    small = eval_subsets(splits, n_eval)
+    splits, small = _load(module, cfg, report, n_eval)
     few = few_steps(cfg, steps)
     channels = splits.shape[0]
     for method in cfg.methods:
@@ -239,9 +245,7 @@ def _emp_ssl(module, cfg, report: Report, steps: int, n_eval: int, iters: int) -
     calibration (:func:`~.emp_ssl.simclr_epochs_for`) and a few of its steps (as
     :func:`~.emp_ssl.train_simclr`), scored on whole images."""
     seed = cfg.seeds[0]
-    splits = module.load_data(cfg)
-    _sizes(report, splits)
-    small = eval_subsets(splits, n_eval)
+    splits, small = _load(module, cfg, report, n_eval)
     few = few_steps(cfg, steps)
     channels = splits.shape[0]
     emp, simclr = (_monitored(m, n_eval) for m in cfg.methods())
@@ -267,9 +271,7 @@ def _supcon_sweep(module, cfg, report: Report, steps: int, n_eval: int, iters: i
     """SupCon a few steps with a checkpoint, the linear-head sweep over it, and the cross-entropy baseline
     a few steps, as :func:`~.supcon_sweep.run_sweep` runs them."""
     seed = cfg.seeds[0]
-    splits = module.load_data(cfg)
-    _sizes(report, splits)
-    small = eval_subsets(splits, n_eval)
+    splits, small = _load(module, cfg, report, n_eval)
     train = few_steps(cfg, steps).train_config(seed)
     channels = splits.shape[0]
     with tempfile.TemporaryDirectory(prefix="patchnb-canary-") as tmp:
