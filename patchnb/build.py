@@ -328,7 +328,11 @@ def _page(name: str, scale: str, root: Path, extra: dict | None) -> tuple[Path, 
 
 def is_current(name: str, scale: str, root: Path, extra: dict | None = None) -> bool:
     """Whether the executed copy of ``notebooks/<name>.ipynb`` at ``scale`` is current (a failed page never is)."""
-    _, _, out, stamp, key = _page(name, scale, root, extra)
+    return _stamped(*_page(name, scale, root, extra)[2:])
+
+
+def _stamped(out: Path, stamp: Path, key: str) -> bool:
+    """An executed copy whose stamp holds the page's current key (a failed page has no stamp)."""
     return out.is_file() and stamp.is_file() and stamp.read_text() == key
 
 
@@ -340,7 +344,7 @@ def execute_cached(name: str, scale: str, root: Path, force: bool = False, extra
     ``expected``, the seconds it is expected to take) and the lines it prints are forwarded. Returns the
     seconds it took (0 when current)."""
     source, parameters, out, stamp, key = _page(name, scale, root, extra)
-    if not force and out.is_file() and stamp.is_file() and stamp.read_text() == key:
+    if not force and _stamped(out, stamp, key):
         print(f"[book] {name}: current, not re-executed", flush=True)
         return 0.0
     print(f"[book] {name}: executing at scale={scale}{eta}", flush=True)
