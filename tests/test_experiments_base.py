@@ -5,7 +5,8 @@ from typing import ClassVar
 import pytest
 
 from patchnb.checks import check_int
-from patchnb.experiments import ExperimentConfig, Result, sweep_budget
+from patchnb.experiments import ExperimentConfig
+from patchnb.experiments.result import Result, sweep_budget
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The shape every recipe of the book shares: a validated ``Config`` with a ``PRESETS`` table per scale,
-``run(cfg) -> Result``, and budget sweeps over any recipe.
+``run(cfg) -> Result``.
 
 A recipe module (``patchnb.experiments.<chapter>``) defines::
 
@@ -16,7 +16,9 @@ A recipe module (``patchnb.experiments.<chapter>``) defines::
 
     def run(cfg: Config) -> Result: ...
 
-and a notebook calls ``cfg = Config.preset(scale, **overrides)``, ``result = run(cfg)``, ``result.glue()``.
+and a notebook calls ``cfg = Config.preset(scale, **overrides)``, ``result = run(cfg)``, ``result.glue()``
+(:class:`~patchnb.experiments.result.Result`, page code kept out of this module so that it stays out of the
+cached runs' import closure).
 A scale is only a preset of parameters, never a code path: a recipe's code never reads ``cfg.scale``
 (it is a label for the page).
 """
@@ -24,13 +26,26 @@ A scale is only a preset of parameters, never a code path: a recipe's code never
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from ..checks import check_choice, check_device, check_seeds
 
 SCALES = ("smoke", "cpu", "paper")
+
+
+MIN_BUDGETS = 3
+
+
+def check_budget_fractions(fractions, of: str) -> None:
+    """A page's ``budget_fractions``: a tuple of at least :data:`MIN_BUDGETS` distinct numbers in (0, 1], one of
+    them 1 (the page's own budget); ``of`` names what they are fractions of, for the error."""
+    fr = fractions
+    if (not isinstance(fr, tuple) or len(fr) < MIN_BUDGETS or len(set(fr)) != len(fr)
+            or any(isinstance(f, bool) or not isinstance(f, (int, float)) or not 0 < f <= 1 for f in fr)
+            or max(fr) != 1):
+        raise ValueError(f"budget_fractions={fr!r} must be at least {MIN_BUDGETS} distinct fractions of {of} in "
+                         f"(0, 1], one of them 1 (the page's budget), e.g. (0.25, 0.5, 1.0)")
 
 
 @dataclass(frozen=True)
@@ -104,42 +119,3 @@ class ExperimentConfig:
 
 def _tuples(v):
     return tuple(_tuples(x) for x in v) if isinstance(v, (list, tuple)) else v
-
-
-@dataclass
-class Result:
-    """What a recipe returns for its page: ``tables`` (DataFrames), ``figures`` (matplotlib), ``text``
-    (pre-formatted strings and verdict words the prose cites) and ``numbers`` (raw floats, for tests,
-    the claims ledger and page-specific plots), plus ``runs``: the cached raw records."""
-
-    config: ExperimentConfig
-    tables: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-    text: dict[str, str] = field(default_factory=dict)
-    numbers: dict[str, float] = field(default_factory=dict)
-    runs: Any = None
-
-    def glue(self, prefix: str = "") -> Result:
-        """Glue every table, figure and text under its name (``prefix`` + name) for the page; outside
-        batch mode the tables and figures are also displayed. Returns ``self``."""
-        from .. import book
-
-        for name, frame in self.tables.items():
-            book.glue_table(prefix + name, frame)
-        for name, fig in self.figures.items():
-            book.glue_figure(prefix + name, fig)
-        for name, text in self.text.items():
-            book.glue_text(prefix + name, text)
-        return self
-
-    def _repr_html_(self) -> str:  # a bare `result` at the end of a cell in JupyterLab shows its tables
-        return "".join(f"<h4>{name}</h4>{frame.to_html()}" for name, frame in self.tables.items())
-
-
-def sweep_budget(run, cfg: ExperimentConfig, fractions=(0.25, 0.5, 1.0)) -> list[tuple[float, Result]]:
-    """``run`` at several fractions of ``cfg``'s budget (``cfg.BUDGET``): ``[(fraction, result), ...]``.
-    Every point is a full run of the recipe (cached), so the curve costs what its points cost."""
-    fr = sorted(set(float(f) for f in fractions))
-    if not fr or any(not (0 < f <= 1) or math.isnan(f) for f in fr):
-        raise ValueError(f"fractions must be numbers in (0, 1], got {fractions!r}")
-    return [(f, run(cfg.at_budget(f))) for f in fr]

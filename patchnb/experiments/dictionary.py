@@ -35,8 +35,9 @@ from .. import cluster, data, patches, plots
 from ..cache import cached
 from ..checks import check_choice, check_int
 from ..train import resolve_device
-from .base import ExperimentConfig, Result
+from .base import ExperimentConfig
 from .data_source import check_dataset
+from .result import Result
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder")
 N_SHOWN = 16  # patches drawn before and after whitening (Figure 7)

@@ -82,7 +82,7 @@ from ..ssl import checkpoint_meta, patch_averaged_features, pretrain_with_checkp
 from ..ssl.config import build_method
 from ..ssl.emp import EMPEncoder
 from ..train import TrainConfig, resolve_device
-from .base import ExperimentConfig, Result
+from .base import ExperimentConfig, check_budget_fractions
 from .data_source import check_data_source
 from .emp_ssl_report import (
     CLAIMS,
@@ -95,7 +95,7 @@ from .emp_ssl_report import (
     results_table,
     sphere_figure,
 )
-from .verdict import check_budget_fractions
+from .result import Result
 
 METHOD, BASELINE = "emp_ssl", "simclr"  # the YAML configs (patchnb/ssl/configs/<name>.yaml)
 PROBE_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # the L2 grid of the chapter's probes

@@ -37,9 +37,10 @@ from ..book import pm
 from ..cache import cached
 from ..checks import check_int
 from ..train import resolve_device
-from .base import ExperimentConfig, Result
+from .base import ExperimentConfig, check_budget_fractions
 from .data_source import check_dataset
-from .verdict import budget_figure, budget_verdict, check_budget_fractions
+from .result import Result
+from .verdict import budget_figure, budget_verdict
 
 DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder")
 N_ZERO_CHECK = 100000  # [0, 1]-pixel patches sampled to measure the share of exactly-zero patches

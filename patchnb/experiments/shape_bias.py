@@ -54,8 +54,9 @@ from ..cache import cached
 from ..checks import check_float, check_int
 from ..models.vision import MODELS, make_vision_model
 from ..train import TrainConfig, mean_std
-from .base import ExperimentConfig, Result
-from .verdict import UNSETTLED, budget_figure, budget_verdict, check_budget_fractions
+from .base import ExperimentConfig, check_budget_fractions
+from .result import Result
+from .verdict import UNSETTLED, budget_figure, budget_verdict
 
 TRAIN_KINDS = ("consistent", "stylized")
 CONVOLUTIONAL, ATTENTION = ("resnet", "convnext"), ("vit", "coatnet")

@@ -70,9 +70,9 @@ from ..models import LocallyLinearNetwork, ResNet18
 from ..ssl import read_method_config
 from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, fit
-from .base import ExperimentConfig, Result
+from .base import ExperimentConfig, check_budget_fractions
+from .result import Result
 from .ssl_zoo_report import BASELINES, best_test_features, figures, summary_table, texts
-from .verdict import check_budget_fractions
 
 #: the self-supervised methods of the zoo (keys of ``patchnb/ssl/configs``)
 METHODS = ("simclr", "mocov2", "hcl", "deepcluster", "context_encoder", "detcon")

@@ -54,9 +54,10 @@ from ..models import ResNet18
 from ..ssl import pretrain_with_checkpoints, read_method_config
 from ..ssl.config import build_method
 from ..train import Classification, TrainConfig, features, fit
-from .base import ExperimentConfig, Result
+from .base import ExperimentConfig, check_budget_fractions
 from .data_source import check_data_source
-from .verdict import Verdict, budget_figure, budget_verdict, check_budget_fractions
+from .result import Result
+from .verdict import Verdict, budget_figure, budget_verdict
 
 METHOD = "supcon"  # the YAML config of the pre-training (patchnb/ssl/configs/supcon.yaml)
 METRICS = ("accuracy", "precision", "recall", "f1")

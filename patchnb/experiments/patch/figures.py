@@ -37,7 +37,7 @@ from ...cache import cached
 from ...checks import check_int
 from ...embedding import build_dictionary
 from ...plots import patch_rows
-from ..base import Result
+from ..result import Result
 from . import budget, table1
 from .network import ChapterConfig, cached_run, page_text, presets, run_variants, summarise
 from .plots import curves_figure, val_curve

@@ -50,8 +50,7 @@ from ...embedding import cache_embeddings
 from ...models import VGGLike, train_layerwise
 from ...models.patch import DICTIONARIES, NETWORK_MODES, seeded_init, table4_layers
 from ...train import Classification, TrainConfig, fit, mean_std
-from ..base import ExperimentConfig
-from ..verdict import check_budget_fractions
+from ..base import ExperimentConfig, check_budget_fractions
 
 MODELS = ("patch", "vgg")
 #: ``simple`` is Table 2's Simple model as the original (one linear layer over the whole embedding),

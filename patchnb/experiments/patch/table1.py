@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..base import Result
+from ..result import Result
 from . import budget
 from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import accuracy_figure, curves_figure, val_curve

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from ...checks import check_float
 from ...models.simple import simple_parameters
-from ..base import Result
+from ..result import Result
 from . import budget
 from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import accuracy_figure, curves_figure, val_curve

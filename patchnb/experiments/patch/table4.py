@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt
 
 from ...checks import check_int
 from ...models.patch import TABLE4_LAYERS, table4_layers
-from ..base import Result
+from ..result import Result
 from . import budget
 from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import curves_figure, val_curve
