@@ -77,3 +77,30 @@ def test_editing_page_code_keeps_the_run_keys(monkeypatch):
     track._code_version.cache_clear()
     assert changed != track._code_version(frozenset(["patchnb.experiments.verdict"]))  # the edit was seen
     assert after == before
+
+
+@pytest.mark.slow
+def test_rewording_a_page_retrains_nothing(tmp_path):
+    """A page whose prose changed is executed again and reuses every cached run (the dictionary page at smoke
+    scale: it computes through the cache)."""
+    import json
+
+    from patchnb.build import execute
+    from patchnb.cache import runs_dir
+
+    root = PKG.parent
+    source = root / "notebooks" / "dictionary.ipynb"
+    execute(source, tmp_path / "first.ipynb", {"scale": "smoke"}, root)
+
+    def stored():
+        return {p.parent.name: p.stat().st_mtime_ns for p in runs_dir().glob("*/cached.pt")}
+
+    before = stored()
+    nb = json.loads(source.read_text())
+    prose = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+    prose["source"] = ["# A reworded title\n", *prose["source"][1:]]
+    edited = tmp_path / "dictionary.ipynb"
+    edited.write_text(json.dumps(nb))
+    execute(edited, tmp_path / "second.ipynb", {"scale": "smoke"}, root)
+    assert "A reworded title" in (tmp_path / "second.ipynb").read_text()
+    assert stored() == before  # no run computed again, none added
