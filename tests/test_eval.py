@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from sklearn import metrics as skm  # noqa: E402
 from torch import nn  # noqa: E402
 
-from patchnb.data import Normalization, Splits, make_synthetic  # noqa: E402
+from patchnb.data import ImageData, Normalization, Splits, make_synthetic, random_crop_flip  # noqa: E402
 from patchnb.eval import (  # noqa: E402
     BackboneError,
     SweepError,
@@ -394,3 +394,37 @@ def test_sweep_command_line(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert sweep_mod.main([str(tmp_path / "empty"), "--dataset", "synthetic", "--train-size", "50",
                            "--val-size", "20", "--test-size", "20", "--no-progress"]) == 2
+
+
+def test_alignment_views_pad_black_in_pixel_space(splits, monkeypatch):
+    """Issue 20 §6.1: patchwork augments in [0, 1] pixel space before its model, so a view's border is a
+    pixel-space value; the default views here pad raw black (-mean/std once normalised), not 0 (the mean grey).
+    Hand case: offsets (0, 0), no flip, a constant 200 image of 6x6 keeps its 2x2 corner, the rest is black."""
+    seen = []
+
+    class Record(nn.Module):
+        def forward(self, x):
+            seen.append(x.clone())
+            return x.flatten(1)
+
+    norm = Normalization((0.25,), (0.5,))
+    data = ImageData(torch.full((2, 1, 6, 6), 200, dtype=torch.uint8), torch.zeros(2, dtype=torch.long), ("a",))
+    sp = Splits("const", data, data, data, norm)
+    zeros = lambda low, high, size, generator=None: torch.zeros(size, dtype=torch.long)  # noqa: E731
+    monkeypatch.setattr(torch, "randint", zeros)
+    monkeypatch.setattr(torch, "rand", lambda *a, generator=None: torch.ones(a[0]))  # never flip
+    alignment_uniformity(Record(), data, sp, n=2)
+    x, v1, v2 = seen
+    assert torch.allclose(x, torch.full_like(x, (200 / 255 - 0.25) / 0.5))
+    black, inside = -0.25 / 0.5, (200 / 255 - 0.25) / 0.5
+    for v in (v1, v2):
+        assert torch.allclose(v[:, 0, 4:, 4:], torch.full((2, 2, 2), inside))
+        assert torch.allclose(v[:, 0, :4], torch.full((2, 4, 6), black))
+        assert torch.allclose(v[:, 0, :, :4], torch.full((2, 6, 4), black))
+    monkeypatch.undo()
+    # any offsets: each view is the normalised crop of the raw image with torchvision's black border
+    seen.clear()
+    alignment_uniformity(Record(), splits.test, splits, n=len(splits.test), seed=5)
+    g = torch.Generator().manual_seed(5)
+    for v in seen[1:]:
+        assert torch.allclose(v, splits.norm(random_crop_flip(splits.test.images, 4, True, g)), atol=1e-6)

@@ -30,19 +30,35 @@ def alignment_uniformity(encoder: nn.Module, data: ImageData, splits: Splits,
     held-out ``data`` (up to ``n`` images, a seeded subset):
 
     * alignment :math:`E \|f(x) - f(x')\|^2` over two augmented views of each image (``augment`` maps a
-      normalised batch and a generator to a view; default: random crop after 4-pixel padding + flip);
+      normalised batch and a generator to a view; default: random crop after 4-pixel padding + flip,
+      the border black in pixel space, i.e. ``splits.norm.black()`` in the normalised batch, so a view is
+      exactly the normalised crop of the raw image);
     * uniformity :math:`\log \frac{2}{n(n-1)} \sum_{i<j} e^{-t\|f(x_i) - f(x_j)\|^2}` over distinct pairs
       of the un-augmented images.
 
     Lower is better for both. Returns ``{"alignment", "uniformity", "n"}``.
+
+    patchwork (``patchwork._util._compute_alignment_and_uniformity`` over
+    ``patchwork.feature._contrastive._build_augment_pair_dataset``) augments each image in [0, 1] pixel
+    space (``patchwork._augment``, clipped to [0, 1]) before the model sees it, so whatever its views leave
+    uncovered is filled in pixel space, never with a normalised 0 (the mean grey). The default here keeps
+    that: the padding is raw black (0), as torchvision's ``RandomCrop(padding=4)`` before ``Normalize``.
+    Deviation, stated: patchwork's views are its training augmentation (zoom crop, flips, colour, blur, ...),
+    here a 4-pixel pad-crop + flip unless ``augment`` is given; and patchwork's uniformity is
+    ``log mean exp(-t ||z_i - z_j||)`` over all pairs of the first views, self-pairs included and the
+    distance not squared, where this is Wang & Isola's definition above on the un-augmented images.
     """
     if n < 2:
         raise ValueError(f"n must be >= 2, got {n}")
     g = torch.Generator().manual_seed(seed)
     if len(data) > n:
         data = data.subset(torch.randperm(len(data), generator=g)[:n].sort().values)
-    augment = augment or (lambda x, gen: random_crop_flip(x, 4, True, gen))
     dev = _device_of(encoder, device)
+    if augment is None:
+        black = splits.norm.black(dev)  # raw 0 after normalisation: pad in pixel space, as patchwork's views
+
+        def augment(x, gen):
+            return random_crop_flip(x, 4, True, gen, fill=black)
     was_training = encoder.training
     encoder.eval()
     z, z1, z2 = [], [], []
