@@ -268,3 +268,36 @@ def test_supcon_sweep_on_image_folder(tmp_path):
 def test_synthetic_make():  # the fixture's data are what the tests assume
     d = make_synthetic(10, seed=0)
     assert d.images.dtype == torch.uint8
+
+
+def test_one_epoch_schedule_against_the_codes_two_epoch_cosine():
+    """Issue 20 §6.2. tsb0601/EMP-SSL main.py: CosineAnnealingLR(opt, T_max=(50000 // bs) * args.epoch,
+    eta_min=0) stepped after every batch, the encoder saved after every epoch (0.pt, 1.pt); the README's
+    one-epoch command is --epoch 2. Hand case, bs 100 on CIFAR-10's 50,000 images: 500 steps an epoch,
+    T_max 1000, so after the first epoch (0.pt) lr = 0.3 * (1 + cos(pi / 2)) / 2 = 0.15."""
+    import math
+
+    lr, per_epoch = 0.3, 50000 // 100
+    net = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=per_epoch * 2, eta_min=0)
+    code = []
+    for _ in range(2 * per_epoch + 1):
+        code.append(opt.param_groups[0]["lr"])  # the lr the step uses
+        opt.step()
+        sched.step()
+    assert code[0] == pytest.approx(0.3) and code[per_epoch] == pytest.approx(0.15) and code[-1] == pytest.approx(0)
+    assert code[per_epoch] == pytest.approx(lr * (1 + math.cos(math.pi / 2)) / 2)
+    from patchnb.optim import lr_factor
+
+    train = read_method_config("emp_ssl")["train"]
+    assert train["schedule"] == "cosine" and train["warmup_epochs"] == 0 and train["lr"] == lr
+    # an epochs=2 run of patchnb has the code's lr at every step (fit: LambdaLR of lr_factor(cfg, step / per_epoch)),
+    # so its epoch-1 checkpoint is the code's one-epoch encoder (0.pt)
+    two = TrainConfig(**train, epochs=2)
+    ours = [lr * lr_factor(two, s / per_epoch) for s in range(2 * per_epoch + 1)]
+    np.testing.assert_allclose(ours, code, rtol=1e-6, atol=1e-9)
+    # the named deviation: a one-epoch run (epochs=1) anneals to 0 within its epoch, where the code is at 0.15
+    one = TrainConfig(**train, epochs=1)
+    assert lr * lr_factor(one, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert lr * lr_factor(one, 0.5) == pytest.approx(0.15) and code[per_epoch // 2] > 0.15  # 0.256 in the code

@@ -14,7 +14,20 @@ arXiv:2304.03977; code tsb0601/EMP-SSL) as a method for :func:`patchnb.train.fit
   of intra-instance VICReg): the encoder outputs of ``n_patches`` random crops of each image, averaged.
   Seeded, so the same encoder, data and seed give the same features.
 
-Settings: ``patchnb/ssl/configs/emp_ssl.yaml`` (checked against the code there). The per-epoch encoder
+Settings: ``patchnb/ssl/configs/emp_ssl.yaml`` (checked against the code there).
+
+The learning-rate schedule of a "one-epoch" result, against the code: ``main.py`` anneals
+``CosineAnnealingLR(T_max = (50000 // bs) * --epoch, eta_min = 0)`` per step and saves the encoder after
+every epoch (``save_models/0.pt``, ``1.pt``, ...), and the README's one-epoch command runs ``--epoch 2``, so
+the reported one-epoch encoder is (the README does not say which file ``evaluate.py --model_path`` was
+given; ``0.pt`` is the one trained for one epoch) the first epoch of a two-epoch cosine: the LR falls from
+0.3 to 0.15, not to 0. (The kachayev/ssl-in-one-epoch port also defaults to ``--n_epochs 2``, steps its
+cosine once per epoch over ``(len(loader) // bs) * n_epochs`` epochs, an LR that stays near 0.3, and probes
+the last, second-epoch encoder.) **Deviation**, named: :func:`patchnb.train.fit` sizes the cosine to the
+epochs it trains (``TrainConfig.epochs``), so a run of ``epochs=1`` anneals to 0 within its one epoch; the
+code's one-epoch encoder is the epoch-1 checkpoint of an ``epochs=2`` run (per step the same LR as the
+code's, ``tests/test_ssl_emp.py``), which ``TrainConfig`` cannot yet train without training the second
+epoch (it has no schedule length apart from ``epochs``). The per-epoch encoder
 snapshots live in :mod:`patchnb.ssl.checkpoints`; the von Mises-Fisher view of the embeddings in
 :mod:`patchnb.metrics.sphere`; the chapter's recipe in :mod:`patchnb.experiments.emp_ssl`.
 """
