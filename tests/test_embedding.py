@@ -281,3 +281,55 @@ def test_cache_follows_the_dictionary_and_its_budget():
     assert full.nbytes == 0 and full.misses == 3
     with pytest.raises(ValueError, match="max_bytes"):
         embedding.EmbeddingCache(max_bytes=-1)
+
+
+# ----------------------------------------------------------------------------- FLOP counts (rooflines)
+
+
+def test_flop_counts_hand_worked():
+    """A 3x3 one-channel image, 2x2 patches, N = 2 centroids: L = 4 positions, D = 4 values per patch.
+    Distances: 4 positions x 2 centroids x (4 multiply-adds = 8 FLOP + 1 bias) = 72. Phi_full with
+    AvgPool(2, 2) on the 2x2 map (one cell holding the 4 positions): 72 (distances) + 72 (conv) + 4 x 2
+    window additions + 1 x 2 divisions = 154; backward adds grad_W + grad_b (72) and the spread-back
+    gradient (a division and an addition per position and centroid: 2 x 4 x 2 = 16): 242."""
+    from patchnb.embedding import flops_distance, flops_head, flops_phi_full
+
+    assert flops_distance(1, 3, 3, 2, 2) == 72
+    assert flops_phi_full(1, 3, 3, 2, 2, pool=(2, 2)) == 154
+    assert flops_phi_full(1, 3, 3, 2, 2, pool=(2, 2), backward=True) == 242
+    assert flops_phi_full(1, 3, 3, 2, 2, pool=None) == 144  # no pooling: the two GEMMs and their biases
+    # head on 2 x 1 x 1 pooled features, BatchNorm, bottleneck 4, 3 classes: BN 7 x 2 = 14, bottleneck
+    # 2 x 2 x 4 + 4 = 20, linear 2 x 4 x 3 + 3 = 27 -> 61; backward: 8 x 2 + (4 x 2 x 4 + 4) + (4 x 4 x 3 + 3) = 103
+    assert flops_head(2, 1, 1, 3, batch_norm=True, bottleneck=4) == 61
+    assert flops_head(2, 1, 1, 3, batch_norm=True, bottleneck=4, backward=True) == 164
+    assert flops_head(2, 1, 1, 3, batch_norm=False, bottleneck=None) == 2 * 2 * 3 + 3
+
+
+def test_flop_counts_match_torch_counter_and_pool_windows():
+    """The GEMM part of the distance count against torch's own FLOP counter on the same GEMM, and the
+    (window, position) pairs of a clipped, overlapping pooling against avg_pool2d's window sums."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from patchnb.embedding import flops_distance, flops_phi_full
+
+    c, h, w, p, n = 3, 11, 9, 3, 20
+    L, D = (h - p + 1) * (w - p + 1), c * p * p
+    with FlopCounterMode(display=False) as counter:
+        torch.mm(torch.randn(L, D), torch.randn(D, n))
+    assert flops_distance(c, h, w, p, n) - L * n == counter.get_total_flops()
+    ho, wo = h - p + 1, w - p + 1
+    size, stride = 4, 3
+    windows = F.avg_pool2d(torch.ones(1, 1, ho, wo), size, stride, ceil_mode=True, divisor_override=1)
+    pairs, cells = int(windows.sum()), windows.numel()
+    no_pool = flops_phi_full(c, h, w, p, n, pool=None)
+    assert flops_phi_full(c, h, w, p, n, pool=(size, stride)) == no_pool + pairs * n + cells * n
+
+
+@pytest.mark.parametrize("kw, name", [(dict(patch_size=0), "patch_size"), (dict(n_centroids=1.5), "n_centroids"),
+                                      (dict(height=2), "patch_size")])
+def test_flop_counts_bad_input(kw, name):
+    from patchnb.embedding import flops_distance
+
+    args = dict(channels=1, height=28, width=28, patch_size=5, n_centroids=256) | kw
+    with pytest.raises(ValueError, match=name):
+        flops_distance(**args)

@@ -15,7 +15,8 @@ with ``PATCHNB_KNN_BACKEND=torch``.
 
 The package: this file loads the C kernel (its state ``_LIB`` lives here) and re-exports the public
 names; :mod:`.knn` the selection, :mod:`.fused` the fused Phi_full, :mod:`.dictionary` the
-unsupervised stage, :mod:`.module` :class:`PatchEmbedding`, :mod:`.cache` the per-image caches used
+unsupervised stage, :mod:`.flops` the FLOP counts of the kernels (rooflines), :mod:`.module`
+:class:`PatchEmbedding`, :mod:`.cache` the per-image caches used
 when augmentation is off (issue 12, sec. 4).
 """
 
@@ -143,6 +144,7 @@ def _threads() -> int:
 # loader above, so they come last
 from .cache import EmbeddingCache, cache_embeddings  # noqa: E402
 from .dictionary import build_dictionary  # noqa: E402
+from .flops import flops_distance, flops_head, flops_phi_full  # noqa: E402
 from .fused import _PhiFullPooled, knn_bits, pack_bits, phi_full_pooled, unpack_bits  # noqa: E402
 from .knn import (  # noqa: E402
     _check_out,
@@ -161,7 +163,8 @@ from .knn import (  # noqa: E402
 from .module import PatchEmbedding  # noqa: E402
 
 __all__ = ["BACKENDS", "MODES", "EmbeddingCache", "KernelError", "PatchEmbedding", "build_dictionary",
-           "cache_embeddings", "kernel_backend", "knn_bits", "knn_mask", "knn_mask_reference", "knn_pool",
+           "cache_embeddings", "flops_distance", "flops_head", "flops_phi_full", "kernel_backend",
+           "knn_bits", "knn_mask", "knn_mask_reference", "knn_pool",
            "kth_neighbour_mask", "pack_bits", "phi_full_pooled", "pooled_size", "triangle_encoding", "unpack_bits",
            "_PhiFullPooled", "_check_out", "_check_scores", "_knn_mask_torch", "_overlaps", "_position_strides",
            "_self_overlapping"]
