@@ -404,3 +404,70 @@ def test_emp_ssl_rejects_bad_eps_at_construction():
 
     with pytest.raises(ValueError, match="eps must be a finite value > 0"):
         EMPSSL(eps=0.0)
+
+
+def test_detcon_mask_sampling_official_uniform_over_present_vs_patchworks_area():
+    """Issue 20 §6.3, hand case. deepmind/detcon detcon_b.py: create_binary_mask average-pools the view's
+    Felzenszwalb map to the feature grid and gives each cell to its majority mask; sample_masks draws
+    uniformly (categorical of log(exists)) over the masks owning a cell. On this 4x4 map and a 2x2 grid the
+    cells are 0 | 1 (three pixels of 1, one of 2) / 0 | 0: masks 0 and 1 are present, 2 is not, so the
+    official draws are 1/2, 1/2, 0; patchnb's default ("area_shared", patchwork's) draws by area: 12, 3, 1 of 16."""
+    from patchnb.ssl.detcon import feature_grid_masks, sample_masks, sample_present_masks
+
+    seg = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 2], [0, 0, 0, 0], [0, 0, 0, 0]])
+    onehot = torch.nn.functional.one_hot(seg, 3).permute(2, 0, 1).float()[None]
+    hard, present = feature_grid_masks(onehot, (2, 2))
+    assert present.tolist() == [[True, True, False]]
+    assert hard[0].argmax(0).tolist() == [[0, 1], [0, 0]] and torch.equal(hard.sum(1), torch.ones(1, 2, 2))
+    n = 40000
+    g = torch.Generator().manual_seed(0)
+    drawn = sample_present_masks(present.expand(n, 3), 1, g).flatten()
+    freq = torch.bincount(drawn, minlength=3).double() / n  # sd of each frequency: 0.0025
+    assert abs(freq[0] - 0.5) < 0.01 and abs(freq[1] - 0.5) < 0.01 and freq[2] == 0
+    many = sample_present_masks(present, 16, g)  # the official 16 per image: with replacement
+    assert many.shape == (1, 16) and set(many.flatten().tolist()) <= {0, 1}
+    _, picked = sample_masks(seg.expand(4000, 4, 4), 1, torch.Generator().manual_seed(0))
+    area = torch.bincount(picked.flatten(), minlength=3).double() / 4000  # sd <= 0.007
+    assert torch.allclose(area, torch.tensor([12, 3, 1], dtype=torch.double) / 16, atol=0.03)
+    with pytest.raises(ValueError, match="no mask present"):
+        sample_present_masks(torch.zeros(1, 3, dtype=torch.bool), 2, g)
+
+
+def test_detcon_uniform_per_view_draws_each_view_apart(splits, monkeypatch):
+    """mask_sampling="uniform_per_view" (the official code): each view draws its own num_samples ids among
+    the masks present on its feature grid, so view 1's and view 2's ids differ; the loss is detcon_loss with
+    ids1 != ids2 (a draw without its mask in the other view has no positive and weighs zero)."""
+    import patchnb.ssl.detcon as det
+
+    seen = {}
+    real_sample, real_loss = det.sample_present_masks, det.detcon_loss
+
+    def sample(present, k, generator=None):
+        seen["present"], seen["drawn"] = present, real_sample(present, k, generator)
+        return seen["drawn"]
+
+    def loss(z1, z2, ids1, ids2=None, temperature=0.1):
+        seen["ids"], seen["z"] = (ids1, ids2), (z1, z2)
+        return real_loss(z1, z2, ids1, ids2, temperature=temperature)
+    monkeypatch.setattr(det, "sample_present_masks", sample)
+    monkeypatch.setattr(det, "detcon_loss", loss)
+    method = DetCon(mean_scale=20.0, num_samples=5, mask_sampling="uniform_per_view")
+    model = method.make_model(1, **SMALL)
+    images = splits.train.images[:6]
+    value, logs = method.step(model, images, None, splits, torch.Generator().manual_seed(3))
+    assert torch.isfinite(value) and 0 < logs["segments_kept"] <= 1
+    drawn, present = seen["drawn"], seen["present"]
+    assert drawn.shape == (12, 5)  # 6 images x 2 views
+    assert present.gather(1, drawn.to(present.device)).all()  # only masks present in that view's grid
+    k = int(method.segments(images).max()) + 1
+    ids1, ids2 = seen["ids"]
+    assert torch.equal(ids1 // k, torch.arange(6).repeat_interleave(5)) and torch.equal(ids2 // k, ids1 // k)
+    assert not torch.equal(ids1, ids2)  # drawn per view, not shared
+    assert value.item() == pytest.approx(real_loss(*seen["z"], ids1, ids2, temperature=0.1).item(), rel=1e-6)
+    _, _, res = _detcon_run(splits, mask_sampling="uniform_per_view")
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in res.history)
+    with pytest.raises(ValueError, match="mask_sampling"):
+        DetCon(mask_sampling="by_area")
+    with pytest.raises(ValueError, match="HCL"):
+        DetCon(mask_sampling="uniform_per_view", beta=0.5)
+    assert DetCon().mask_sampling == "area_shared"  # patchwork's, the default: a named deviation

@@ -19,6 +19,22 @@ however often it was drawn. With the HCL terms on (``beta`` or ``tau_plus`` > 0,
 extension, whose estimator has one positive per anchor) the repeats are dropped instead: each distinct
 segment of an image enters :func:`patchnb.losses.hcl` once.
 
+Which masks, against the official code (``deepmind/detcon``, ``detcon_b.py``): ``create_binary_mask``
+average-pools each view's own (augmented) Felzenszwalb map to the feature grid and gives every cell to
+its majority mask (argmax, one-hot); ``sample_masks`` then draws ``n_random_vectors = 16`` mask ids per
+image *uniformly over the masks present* in that grid (``categorical`` of ``log(exists + 1e-11)``, with
+replacement), **separately for each view** (one ``hk.next_rng_key()`` per view; the online and target
+networks share the key, so their ids agree), and pools over the drawn masks; a mask drawn in one view and
+not in the other has no positive and weighs zero in the loss. patchwork
+(``patchwork.feature._detcon_utils._get_segments``) draws by area (``p`` proportional to area + 1),
+without replacement (uniformly with replacement when there are too few segments), once per image, and both
+views share them. ``mask_sampling`` picks: ``"area_shared"`` (the default, patchwork's way, drawn by area
+on the un-augmented map, with replacement only when the image has fewer segments than ``num_samples``;
+**deviation** from the official sampling, named) or ``"uniform_per_view"`` (the official way: each view's
+cropped masks on the feature grid, the majority cell assignment, ``num_samples`` uniform draws per view
+among the present masks, pooled over those hard masks; the loss gets the two views' ids, ``ids1 != ids2``;
+HCL's terms are refused with it, their estimator needing one positive per anchor).
+
 The segmentation of an image is computed once and cached (``cache_masks``, on by default): a compact
 label map (uint8 when it has under 256 segments) per distinct image, keyed by an exact fingerprint of
 its bytes, kept on the method object for the life of the run. Each image's Felzenszwalb ``scale`` is
@@ -44,6 +60,9 @@ from ..train import unwrap
 from .augment import normalize
 from .deepcluster import _fingerprint
 from .methods import METHODS, _device, _Method
+
+#: how DetCon draws its masks (see the module docstring)
+MASK_SAMPLING = ("area_shared", "uniform_per_view")
 
 
 def _unit_draws(fingerprints: torch.Tensor) -> np.ndarray:
@@ -94,6 +113,26 @@ def sample_masks(segments: torch.Tensor, num_samples: int, generator: torch.Gene
     return masks, picked
 
 
+def feature_grid_masks(masks: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """The official ``create_binary_mask``: the (B, K, H, W) one-hot (or cropped, soft) masks of a view
+    average-pooled to the feature grid ``size`` (h, w), each cell given to its majority mask (argmax; ties
+    to the lowest id) -> ``(hard (B, K, h, w) one-hot masks, present (B, K) bool: masks owning a cell)``."""
+    mk = F.adaptive_avg_pool2d(masks, size)
+    hard = F.one_hot(mk.argmax(1), masks.shape[1]).permute(0, 3, 1, 2).to(masks.dtype)
+    return hard, hard.flatten(2).sum(2) > 1e-3
+
+
+def sample_present_masks(present: torch.Tensor, num_samples: int, generator: torch.Generator | None = None
+                         ) -> torch.Tensor:
+    """The official ``sample_masks``: ``num_samples`` mask ids per row of ``present`` (B, K) bool, drawn
+    uniformly over the present masks, with replacement (the official ``1e-11`` floor of absent masks is
+    left out: they are never drawn) -> (B, num_samples) int64, on the CPU."""
+    p = present.detach().cpu().double()
+    if bool((p.sum(1) == 0).any()):
+        raise ValueError("a view has no mask present on the feature grid")
+    return torch.multinomial(p, num_samples, replacement=True, generator=generator)
+
+
 def segment_masks(images: torch.Tensor, num_samples: int, mean_scale: float, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
     """Felzenszwalb segments of uint8 ``images`` (B, C, H, W) -> (B, num_samples, H, W) float masks,
@@ -119,6 +158,9 @@ class DetCon(_Method):
     mean_scale: float = 50.0
     num_samples: int = 4
     min_mask: float = 1e-3
+    #: "area_shared" (patchwork's: by area, the two views share the masks) or "uniform_per_view" (the official
+    #: code's: uniform over the masks present on each view's feature grid, drawn per view)
+    mask_sampling: str = "area_shared"
     name: str = "detcon"
     #: keep each image's segmentation (results are the same either way, so it is not in the repr)
     cache_masks: bool = field(default=True, repr=False, compare=False)
@@ -128,6 +170,12 @@ class DetCon(_Method):
             raise ValueError(f"num_samples must be >= 1, got {self.num_samples}")
         if self.mean_scale < 0:
             raise ValueError(f"mean_scale must be >= 0 (0 = square grid), got {self.mean_scale}")
+        if self.mask_sampling not in MASK_SAMPLING:
+            raise ValueError(f"mask_sampling must be one of {MASK_SAMPLING}, got {self.mask_sampling!r}")
+        if self.mask_sampling == "uniform_per_view" and (self.beta or self.tau_plus):
+            raise ValueError("mask_sampling='uniform_per_view' draws each view's masks apart, so an anchor may have "
+                             "no positive or several; HCL's terms (beta, tau_plus > 0) need exactly one: use "
+                             "'area_shared'")
         if not isinstance(self.cache_masks, bool):
             raise ValueError(f"cache_masks must be True or False, got {self.cache_masks!r}")
         self._cache: dict = {}  # (mean_scale, image shape) -> {fingerprint: compact label map}
@@ -159,13 +207,41 @@ class DetCon(_Method):
     def _segment_vectors(self, model, x, masks):
         m = unwrap(model)
         fmap = m.backbone.layers(m.backbone.stem(x))  # (B, D, h, w)
+        return self._pool(m, fmap, masks)
+
+    @staticmethod
+    def _pool(m, fmap, masks):
         mk = F.adaptive_avg_pool2d(masks, fmap.shape[-2:])  # (B, S, h, w)
         weight = mk.flatten(2).sum(2)  # (B, S)
         pooled = torch.einsum("bshw,bdhw->bsd", mk, fmap) / weight.clamp_min(1e-6)[..., None]
         b, s, d = pooled.shape
         return m.projector(pooled.reshape(b * s, d)), weight.reshape(b * s)
 
+    def _step_per_view(self, model, images, splits, generator):
+        """The official sampling (``mask_sampling="uniform_per_view"``): every segment of the image cropped
+        with each view, hardened on the feature grid, ``num_samples`` uniform draws per view."""
+        dev = _device(model)
+        seg = self.segments(images)
+        b, k = seg.shape[0], int(seg.max()) + 1
+        onehot = F.one_hot(seg, k).permute(0, 3, 1, 2).float().to(dev)  # (B, K, H, W)
+        x = images.to(dev).float().div_(255)
+        (x1, m1), (x2, m2) = self._view(x, onehot, generator), self._view(x, onehot, generator)
+        m = unwrap(model)
+        fmap = m.backbone.layers(m.backbone.stem(normalize(torch.cat([x1, x2]), splits.norm)))
+        hard, present = feature_grid_masks(torch.cat([m1, m2]), fmap.shape[-2:])
+        drawn = sample_present_masks(present, self.num_samples, generator)  # (2B, S): view 1's rows, then view 2's
+        sel = torch.gather(hard, 1, drawn.to(dev)[..., None, None].expand(-1, -1, *hard.shape[-2:]))
+        z, _ = self._pool(m, fmap, sel)
+        z1, z2 = z.chunk(2)
+        ids = (drawn + (torch.arange(2 * b) % b).view(-1, 1) * k).reshape(2, -1)  # the image folded into the id
+        loss = detcon_loss(z1, z2, ids[0], ids[1], temperature=self.temperature)
+        matched = (ids[0][:, None] == ids[1][None, :]).any(1)
+        return loss, {"segments_kept": float(matched.float().mean()), "segments": float(ids.shape[1]),
+                      "repeated_segments": 1.0 - len(torch.unique(ids[0])) / ids.shape[1]}
+
     def step(self, model, images, labels, splits, generator):
+        if self.mask_sampling == "uniform_per_view":
+            return self._step_per_view(model, images, splits, generator)
         dev = _device(model)
         masks, picked = sample_masks(self.segments(images), self.num_samples, generator)
         b, _, h, w = masks.shape
