@@ -80,13 +80,14 @@ def test_every_preset_has_three_budgets():
 
 def test_claims_follow_the_books_rule():
     budgets = [100, 200, 400]
-    a = [[0.60, 0.62], [0.70, 0.71], [0.80, 0.82]]
-    b = [[0.50, 0.51], [0.60, 0.60], [0.70, 0.71]]
+    a = [[0.60, 0.62, 0.61], [0.70, 0.71, 0.72], [0.80, 0.82, 0.81]]
+    b = [[0.50, 0.51, 0.50], [0.60, 0.60, 0.61], [0.70, 0.71, 0.70]]
     v = budget.decide(budgets, a, b)
     assert v.word == "holds" and budget.claim_text("claim_x", v) == {
-        "claim_x": "holds", "claim_x_gap": "+10.5 ± 1.0 points",
+        "claim_x": "holds", "claim_x_gap": v.gap(),
         "claim_x_reach": "the largest budget already has the claimed sign"}
-    assert budget.claim_numbers("claim_x", v) == {"claim_x_diff": pytest.approx(0.105)}
+    assert v.gap().startswith("+10.7 points (95 % CI ")
+    assert budget.claim_numbers("claim_x", v) == {"claim_x_diff": pytest.approx(0.32 / 3)}
     assert budget.decide(budgets, b, a).word == "does not hold"
     assert budget.decide(budgets, a, 0.9).word == "does not hold"  # a threshold
     one_seed = budget.decide(budgets, [[0.6], [0.7], [0.8]], [[0.5], [0.6], [0.7]])

@@ -33,7 +33,7 @@ def test_table1_smoke_numbers():
     # the words follow this run's numbers: one seed gives no standard error, so no claim is settled (exact)
     assert all(t[claim] == "not settled at this budget" for claim in (*table1.CLAIMS, "claim_90"))
     for claim in (*table1.CLAIMS, "claim_90"):
-        assert t[f"{claim}_gap"] == f"{100 * n[f'{claim}_diff']:+.1f} points (one seed: no error bar)"
+        assert t[f"{claim}_gap"] == f"{100 * n[f'{claim}_diff']:+.1f} points (one seed: no interval)"
     assert all(t[f"acc_{k}"] == f"{100 * n[f'acc_{k}']:.1f} ± 0.0" for k in table1.KEYS.values())
     patch_rows = [name for name in table1.VARIANTS if name != "vanilla CNN"]
     assert t["best_patch"] == max(patch_rows, key=lambda name: n[f"acc_{table1.KEYS[name]}"])

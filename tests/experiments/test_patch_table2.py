@@ -24,7 +24,7 @@ def test_table2_smoke_numbers():
     assert n["claim_constrained_diff"] == pytest.approx(n["acc_constrained"] - n["acc_simple"], abs=1e-9)  # exact
     # one seed: "not settled at this budget" whatever the numbers (exact); the gap is this run's
     assert t["claim_constrained"] == "not settled at this budget"
-    assert t["claim_constrained_gap"] == f"{100 * n['claim_constrained_diff']:+.1f} points (one seed: no error bar)"
+    assert t["claim_constrained_gap"] == f"{100 * n['claim_constrained_diff']:+.1f} points (one seed: no interval)"
     assert set(result.figures) == {"fig_table2", "fig_curves_table2", "fig_budget_table2"}
     assert t["t2_desc"] == "N=16, k=4, batch 32, learning rates 1e-05 (simple) and 0.001 (constrained)"
     assert list(result.tables["tab_table2"]["lr"]) == ["1e-05", "0.001"]

@@ -18,10 +18,11 @@ def acc(text):
 
 
 def gap(text):
-    """(difference in points, two standard errors or None for one seed) of a ``<claim>_gap``."""
-    m = re.fullmatch(r"([-+]\d+\.\d) (?:± (\d+\.\d) points|points \(one seed: no error bar\))", text)
+    """(difference in points, half the width of its confidence interval or None without one) of a ``<claim>_gap``."""
+    m = re.fullmatch(r"([-+]\d+\.\d) points (?:\(\d+(?:\.\d+)? % CI ([-+]\d+\.\d) to ([-+]\d+\.\d)\)|"
+                     r"\((?:one seed|no spread over seeds): no interval\))", text)
     assert m, text
-    return float(m.group(1)), (float(m.group(2)) if m.group(2) else None)
+    return float(m.group(1)), ((float(m.group(3)) - float(m.group(2))) / 2 if m.group(2) else None)
 
 
 def check(g, claim, a=None, b=None):
