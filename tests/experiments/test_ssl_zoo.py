@@ -12,8 +12,8 @@ import pytest
 matplotlib.use("Agg")
 
 from patchnb.experiments import ssl_zoo as exp  # noqa: E402
-from patchnb.experiments.ssl_zoo_report import LABELS, all_random, claims, spearman_curve  # noqa: E402
-from patchnb.experiments.verdict import ALPHA, all_of, budget_verdict, decide, holm  # noqa: E402
+from patchnb.experiments.ssl_zoo_report import LABELS, all_of, claims  # noqa: E402
+from patchnb.experiments.verdict import budget_verdict  # noqa: E402
 
 from ..conftest import needs_fmnist  # noqa: E402
 from ..pins import ACCURACY, CORRELATION, trained  # noqa: E402
@@ -62,7 +62,7 @@ def test_smoke_numbers_are_pinned(result):
                                                                method="spearman")
     assert n["rho_uniformity"] == pytest.approx(rho, abs=1e-12)
     t = result.text  # the words follow this run's numbers
-    rank = sorted(exp.METHODS, key=lambda m: -n[f"probe_val_{m}"])  # chosen on validation, not on test
+    rank = sorted(exp.METHODS, key=lambda m: -n[f"probe_{m}"])
     assert t["rank_order"] == ",".join(rank) and t["best_ssl"] == rank[0]
     # one seed: every verdict is "not settled at this budget" whatever the numbers, so no method beats random
     assert t["n_beat_random"] == "0" and t["beat_list"] == "none"
@@ -72,11 +72,9 @@ def test_smoke_numbers_are_pinned(result):
     for m in exp.METHODS:
         gap = 100 * (n[f"probe_{m}"] - n["probe_random"])
         assert t[f"claim_random_{m}_gap"] == f"{gap:+.1f} points (one seed: no interval)"
-        assert t[f"claim_random_{m}_reason"] == "one seed gives no estimate of the noise"
     phi_gap = 100 * (n["probe_phi_full"] - n[f"probe_{rank[0]}"])
     assert t["claim_phi_gap"] == f"{phi_gap:+.1f} points (one seed: no interval)"
     assert (t["budget_images"], t["n_seeds"]) == ("32, 64, 128", "1")
-    assert t["n_eval"] == "128" and t["looks_desc"] == "one look at 1 seed(s)"
     assert "128 images seen per method" in t["budget_desc"] and "scale=smoke" in t["data_desc"]
 
 
@@ -113,25 +111,13 @@ def test_budget_curve_is_pinned_and_decides_the_claims(result):
         got = [exp.run_row(cfg, row, 0, splits, b)["eval"]["probe_accuracy"] for b in budgets]
         assert got == trained(accs, ACCURACY), row  # trained
         curve[row] = [[a] for a in got]
-    t = result.text  # the recipe's words are the rule applied to this run's curve: one Holm family, n_eval
-    best, n_eval = t["best_ssl"], len(splits.test)
-    raw = {f"claim_random_{m}": budget_verdict(budgets, curve[m], curve["random"], n_eval=n_eval)
-           for m in exp.METHODS}
-    raw["claim_bound"] = budget_verdict(budgets, curve["supervised"], curve[best], n_eval=n_eval)
-    raw["claim_phi"] = budget_verdict(budgets, curve["phi_full"], curve[best], n_eval=n_eval)
-    raw["claim_uniformity"] = budget_verdict(budgets, spearman_curve(cfg, _records(cfg, splits, budgets)), 0.0,
-                                             claimed="less")
-    for claim, v in holm(raw).items():
-        want = (v.glue(claim, scale=1.0, digits=2, unit="", budget_unit="encoder training images")
-                if claim == "claim_uniformity" else
-                v.glue(claim, budget_unit="encoder training images", available=54000))
-        assert {k: t[k] for k in want} == want, claim
-    assert t["claim_all_random"] == all_of({m: raw[f"claim_random_{m}"] for m in exp.METHODS})
-
-
-def _records(cfg, splits, budgets):
-    rows = exp.METHODS + exp.BASELINES
-    return {b: {r: [exp.run_row(cfg, r, 0, splits, b)] for r in rows} for b in budgets}
+    t = result.text  # the recipe's words are the rule applied to this run's curve
+    best = t["best_ssl"]
+    for m in exp.METHODS:
+        v = budget_verdict(budgets, curve[m], curve["random"])
+        assert t[f"claim_random_{m}"] == v.word and t[f"claim_random_{m}_gap"] == v.gap(), m
+    assert t["claim_bound"] == budget_verdict(budgets, curve["supervised"], curve[best]).word
+    assert t["claim_phi"] == budget_verdict(budgets, curve["phi_full"], curve[best]).word
 
 
 def _curve(probe: dict, uniformity: dict, budgets=(10, 20, 40)) -> dict:
@@ -141,60 +127,25 @@ def _curve(probe: dict, uniformity: dict, budgets=(10, 20, 40)) -> dict:
 
 
 def test_claims_are_the_books_rule_on_the_probe_accuracies():
-    cfg = exp.Config.preset("smoke", methods=["simclr", "hcl"], seeds=[0, 1, 2])
+    cfg = exp.Config.preset("smoke", methods=["simclr", "hcl"], seeds=[0, 1])
     rows = ("simclr", "hcl", "random", "supervised", "phi_full")
-    probe = {"simclr": [[0.50, 0.52, 0.51], [0.60, 0.61, 0.62], [0.70, 0.72, 0.71]],
-             "hcl": [[0.40, 0.47, 0.44], [0.41, 0.46, 0.45], [0.40, 0.50, 0.45]],
-             "random": [[0.45, 0.45, 0.45]] * 3, "supervised": [[0.60, 0.62, 0.61], [0.70, 0.70, 0.72],
-                                                                 [0.80, 0.81, 0.82]],
-             "phi_full": [[0.50, 0.70, 0.60], [0.60, 0.65, 0.70], [0.75, 0.66, 0.70]]}
+    probe = {"simclr": [[0.50, 0.52], [0.60, 0.61], [0.70, 0.72]], "hcl": [[0.40, 0.47], [0.41, 0.46], [0.40, 0.50]],
+             "random": [[0.45, 0.45]] * 3, "supervised": [[0.60, 0.62], [0.70, 0.70], [0.80, 0.81]],
+             "phi_full": [[0.50, 0.70], [0.60, 0.65], [0.75, 0.66]]}
     order = {"simclr": -1.0, "hcl": -0.5, "random": 0.0, "supervised": -2.0, "phi_full": -1.5}
-    uniformity = {r: [[order[r]] * 3] * 3 for r in rows}  # the most uniform probe best: rho < 0 at every point
-    family, raw = claims(cfg, _curve(probe, uniformity), best="simclr")
+    uniformity = {r: [[order[r]] * 2] * 3 for r in rows}  # the most uniform probe best: rho < 0 at every point
+    v = claims(cfg, _curve(probe, uniformity), best="simclr")
     b = [10, 20, 40]
-    assert raw["claim_random_simclr"] == budget_verdict(b, probe["simclr"], probe["random"])
-    assert raw["claim_random_hcl"] == budget_verdict(b, probe["hcl"], probe["random"])
-    assert raw["claim_bound"] == budget_verdict(b, probe["supervised"], probe["simclr"])
-    assert raw["claim_phi"] == budget_verdict(b, probe["phi_full"], probe["simclr"])
-    assert raw["claim_uniformity"] == budget_verdict(b, spearman_curve(cfg, _curve(probe, uniformity)), 0.0,
-                                                     claimed="less") and raw["claim_uniformity"].diffs[-1] < 0
-    assert family == holm(raw)  # the page's claims are one family
-    assert (family["claim_random_simclr"].word, family["claim_random_hcl"].word) == ("holds",
-                                                                                     "not settled at this budget")
-    assert (family["claim_bound"].word, family["claim_phi"].word) == ("holds", "not settled at this budget")
-    assert all_random(cfg, raw) == all_of({m: raw[f"claim_random_{m}"] for m in ("simclr", "hcl")}) \
-        == "not settled at this budget"
-    worse = {**probe, "hcl": [[0.30, 0.31, 0.30], [0.30, 0.32, 0.31], [0.30, 0.31, 0.32]]}
-    family2, raw2 = claims(cfg, _curve(worse, uniformity), best="simclr")
-    assert family2["claim_random_hcl"].word == "does not hold" and all_random(cfg, raw2) == "does not hold"
-    # with n_eval the test split's sampling error counts in every accuracy claim (not in the correlation's)
-    _, raw3 = claims(cfg, _curve(probe, uniformity), best="simclr", n_eval=100)
-    assert raw3["claim_random_simclr"] == budget_verdict(b, probe["simclr"], probe["random"], n_eval=100)
-    assert raw3["claim_random_simclr"].se > raw["claim_random_simclr"].se
-    assert raw3["claim_uniformity"] == raw["claim_uniformity"]
-
-
-def test_undecided_claims_get_the_next_seeds_and_only_they():
-    """looks (3, 5): a claim undecided at 3 seeds is decided by decide() over 5; the family at ALPHA / 2."""
-    cfg = exp.Config.preset("smoke", methods=["simclr"], seeds=[0, 1, 2], looks=[3, 5])
-    assert cfg.look_counts == (3, 5) and cfg.seeds_upto(5) == (0, 1, 2, 3, 4)
-    probe5 = {"simclr": [[0.50, 0.58, 0.44, 0.55, 0.52]] * 3, "random": [[0.45] * 5] * 3,
-              "supervised": [[0.90, 0.91, 0.92, 0.90, 0.91]] * 3, "phi_full": [[0.50, 0.52, 0.51, 0.50, 0.49]] * 3}
-    asked = []
-
-    def more(n, rows):
-        asked.append((n, tuple(rows)))
-        return _curve({r: [[x[:n] for x in v][0]] * 3 for r, v in probe5.items()},
-                      {r: [[float(i)] * n] * 3 for i, r in enumerate(probe5)})
-
-    family, raw = claims(cfg, more(3, probe5), best="simclr", more=more)
-    b = [10, 20, 40]
-    get = lambda a, c: lambda n: ([x[:n] for x in probe5[a]], [x[:n] for x in probe5[c]])  # noqa: E731
-    assert raw["claim_bound"] == decide(b, get("supervised", "simclr"), (3, 5))
-    assert raw["claim_random_simclr"] == decide(b, get("simclr", "random"), (3, 5))
-    assert raw["claim_bound"].seeds == 3 and raw["claim_random_simclr"].seeds == 5  # only the undecided one grew
-    assert (5, ("supervised", "simclr")) not in asked and (5, ("simclr", "random")) in asked
-    assert family == holm(raw, alpha=ALPHA / 2)
+    assert v["claim_random_simclr"] == budget_verdict(b, probe["simclr"], probe["random"])
+    assert v["claim_random_hcl"] == budget_verdict(b, probe["hcl"], probe["random"])
+    assert v["claim_bound"] == budget_verdict(b, probe["supervised"], probe["simclr"])
+    assert v["claim_phi"] == budget_verdict(b, probe["phi_full"], probe["simclr"])
+    # two seeds: the rule's words on these made-up curves (a paired t-test on 1 df decides almost nothing)
+    assert v["claim_uniformity"].diffs[-1] < 0
+    worse = {**probe, "hcl": [[0.30, 0.31], [0.30, 0.32], [0.30, 0.31]]}
+    v2 = claims(cfg, _curve(worse, uniformity), best="simclr")
+    assert v2["claim_random_hcl"] == budget_verdict(b, worse["hcl"], probe["random"])
+    assert all_of([v2["claim_random_simclr"], v2["claim_random_hcl"]]) == "does not hold"
 
 
 def test_encoder_splits_take_the_first_training_images_and_keep_the_rest(tmp_cache):
@@ -232,8 +183,7 @@ def test_presets_and_budget():
         "mocov2": {"momentum": 0.999}}
     cpu = exp.Config.preset("cpu", methods=["simclr", "hcl"])
     assert cpu.methods == ("simclr", "hcl") and cpu.images_seen(4000) == 2 * 15 * 256
-    assert cpu.seeds == (0, 1, 2) and cpu.looks == (3, 5) and cpu.budget_fractions == (0.25, 0.5, 1.0)
-    assert paper.looks == (3, 5) and exp.Config.preset("smoke").look_counts == (1,)
+    assert cpu.seeds == (0, 1) and cpu.budget_fractions == (0.25, 0.5, 1.0)  # >= 2 seeds: verdicts can settle
     assert exp.Config.BUDGET == "encoder_images" and cpu.replace(encoder_images=4000).at_budget(0.25).encoder_images \
         == 1000
 
@@ -246,8 +196,7 @@ def test_presets_and_budget():
     ({"method_params": {"simclr": {"temprature": 0.1}}}, "method_params"), ({"seeds": [0, 0]}, "seeds"),
     ({"encoder_images": 0}, "encoder_images"), ({"encoder_images": 200}, "encoder_images"),
     ({"budget_fractions": (0.5, 1.0)}, "budget_fractions"),
-    ({"budget_fractions": (0.25, 0.5, 0.75)}, "budget_fractions"), ({"looks": [5, 3]}, "looks"),
-    ({"looks": [1]}, "looks"),
+    ({"budget_fractions": (0.25, 0.5, 0.75)}, "budget_fractions"),
 ])
 def test_bad_parameters_name_themselves(overrides, name):
     with pytest.raises(ValueError, match=name):
