@@ -1,84 +1,65 @@
 """The EMP-SSL page's report (:mod:`patchnb.experiments.emp_ssl`): the claims decided from the budget curve by
 the book's rule, the words the prose cites, and the page's figures and table. No training here: the runs are
-:mod:`.emp_ssl_runs`', so an edit of this module re-draws the page without re-training.
-
-The page's three claims are one family (Holm's correction): EMP-SSL's one-epoch linear-probe accuracy beats
-the random encoder's (``claim_random``) and SimCLR's at equal wall-clock (``claim_simclr``), both accuracies
-on the test split (``n_eval`` its images), and its embeddings are more uniform than the random encoder's
-(``claim_spread``: the uniformity of Wang & Isola, lower is more uniform; not an accuracy, no ``n_eval``).
-With ``looks`` a claim still undecided gets more seeds (:func:`~patchnb.experiments.verdict.decide`), the
-looks sharing the level, so the family is corrected at ``ALPHA / len(looks)``."""
+:mod:`.emp_ssl`'s, so an edit of this module re-draws the page without re-training."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from ..metrics import circle_projection
-from .emp_ssl_runs import BudgetCurve
-from .verdict import ALPHA, Verdict, budget_figure, budget_verdict, decide, holm, mean_sd
+from .verdict import Verdict, budget_figure, budget_verdict
 
-#: the page's claims: glue name -> (EMP-SSL's metric, the variant it is compared with, the claimed direction)
-CLAIMS = {"claim_random": ("linear", "random", "greater"), "claim_simclr": ("linear", "simclr", "greater"),
-          "claim_spread": ("uniformity", "random", "less")}
+CLAIMS = {"claim_random": "random", "claim_simclr": "simclr"}
 BUDGET_XLABEL = "training images (one EMP-SSL epoch over them)"
-BUDGET_UNIT = "training images (one epoch)"
 
 
-def claims(cfg, curve: BudgetCurve, more: Callable[[int], BudgetCurve] | None = None,
-           n_eval: int | None = None) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
-    """The claims (:data:`CLAIMS`) by :func:`~patchnb.experiments.verdict.budget_verdict`, paired by seed,
-    accuracies with the test split's ``n_eval``; at ``cfg.look_counts`` seeds (``more(n)``: the curve for the
-    first ``n`` seeds; default ``curve``) sequentially by :func:`~patchnb.experiments.verdict.decide` when
-    there are several looks. Returns the family corrected by Holm and the uncorrected verdicts."""
-    looks = cfg.look_counts
-    more = more or (lambda n: curve)
-    raw = {}
-    for claim, (metric, other, claimed) in CLAIMS.items():
-        def get(n, metric=metric, other=other):
-            c = more(n)
-            return c.accs("emp", metric), c.accs(other, metric)
+@dataclass
+class BudgetCurve:
+    """The claims' runs: ``budgets`` (training images, increasing) and per budget the one-epoch run of
+    each seed (:func:`run_one_epoch`, seeds in ``cfg.seeds`` order: paired)."""
 
-        ne = n_eval if metric == "linear" else None
-        raw[claim] = (budget_verdict(curve.budgets, *get(looks[0]), claimed, n_eval=ne) if len(looks) == 1 else
-                      decide(curve.budgets, get, looks, claimed, n_eval=ne))
-    return holm(raw, alpha=ALPHA / len(looks)), raw
+    budgets: list[int]
+    runs: list[list[dict]]
+
+    def accs(self, variant: str, metric: str = "linear") -> list[list[float]]:
+        """Per budget, ``metric`` of ``variant`` (``emp``, ``random``, ``simclr``) per seed."""
+        return [[float(r[variant][metric]) for r in at] for at in self.runs]
 
 
-def budget_text(cfg, curve: BudgetCurve, verdicts: dict[str, Verdict], available: int | None = None
-                ) -> dict[str, str]:
-    """The words the prose cites of the curve: every claim's :meth:`~patchnb.experiments.verdict.Verdict.glue`
-    names (word, gap with its confidence interval, curve, reach, detectable difference, test), the budgets,
-    seeds, and the values at the largest budget (mean ± one standard deviation over seeds, ``mean_sd``)."""
-    looks = cfg.look_counts
+def decide(curve: BudgetCurve) -> dict[str, Verdict]:
+    """The claims (:data:`CLAIMS`): EMP-SSL's one-epoch linear-probe accuracy > the other variant's, by
+    :func:`~patchnb.experiments.verdict.budget_verdict`, paired by seed."""
+    emp = curve.accs("emp")
+    return {claim: budget_verdict(curve.budgets, emp, curve.accs(other), claimed="greater", paired=True)
+            for claim, other in CLAIMS.items()}
+
+
+def budget_text(cfg, curve: BudgetCurve, verdicts: dict[str, Verdict]) -> dict[str, str]:
+    """The words the prose cites of the curve: the verdicts and their gaps (``claim_<x>``,
+    ``claim_<x>_gap``: at the largest budget, ± two standard errors), the difference at every budget
+    (``claim_<x>_curve``), the budgets, seeds, and the means ± sd at the largest budget."""
+    def mean_sd(v):
+        return f"{100 * np.mean(v):.1f}%" + (f" ± {100 * np.std(v, ddof=1):.1f}" if len(v) > 1 else "")
+
     text = {"budget_images": ", ".join(f"{n:,}" for n in curve.budgets),
             "budget_seeds": f"{len(cfg.seeds)} seeds ({', '.join(str(s) for s in cfg.seeds)})",
             "budget_sim_epochs": ", ".join(str(r["sim_epochs"]) for r in curve.runs[-1]),
-            "budget_emp_s": f"{np.mean([r['seconds'] for r in curve.runs[-1]]):.0f} s",
-            "looks_desc": (f"one look at {looks[0]} seed(s)" if len(looks) == 1 else
-                           f"looks at {', '.join(map(str, looks))} seeds (a claim still undecided gets the next "
-                           f"seeds, each look at level {ALPHA / len(looks):.3g})"),
-            "n_claims": str(len(verdicts))}
+            "budget_emp_s": f"{np.mean([r['seconds'] for r in curve.runs[-1]]):.0f} s"}
     for name, key in (("emp", "emp"), ("random", "rand"), ("simclr", "sim")):
-        text[f"budget_{key}_lin"] = mean_sd(curve.accs(name)[-1], unit="%")
-    for name, key in (("emp", "emp"), ("random", "rand")):
-        text[f"budget_{key}_unif"] = mean_sd(curve.accs(name, "uniformity")[-1], scale=1.0, digits=3)
+        text[f"budget_{key}_lin"] = mean_sd(curve.accs(name)[-1])
     for claim, v in verdicts.items():
-        if CLAIMS[claim][0] == "uniformity":
-            text.update(v.glue(claim, scale=1.0, digits=3, unit="", budget_unit=BUDGET_UNIT))
-        else:
-            text.update(v.glue(claim, budget_unit=BUDGET_UNIT, available=available))
-        text[f"{claim}_reason"] = v.reason or "decided"
+        text[claim], text[f"{claim}_gap"] = v.word, v.gap()
+        text[f"{claim}_curve"] = ", ".join(f"{100 * d:+.1f} points at {n:,.0f}" for n, d in zip(v.budgets, v.diffs))
     return text
 
 
 def budget_plot(cfg, curve: BudgetCurve):
     """The book's budget figure of the claims: one-epoch linear-probe accuracy of EMP-SSL, SimCLR at the
-    same seconds and the random encoder against the training images (mean ± one standard deviation over the
-    seeds)."""
+    same seconds and the random encoder against the training images (mean ± sd over the seeds)."""
     fig = budget_figure(curve.budgets, {"EMP-SSL, one epoch": curve.accs("emp"),
                                         "SimCLR, same seconds": curve.accs("simclr"),
                                         "random encoder": curve.accs("random")}, BUDGET_XLABEL,
@@ -142,5 +123,5 @@ def pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-__all__ = ["BUDGET_XLABEL", "CLAIMS", "BudgetCurve", "budget_plot", "budget_text", "claims", "curves_figure",
+__all__ = ["BUDGET_XLABEL", "CLAIMS", "BudgetCurve", "budget_plot", "budget_text", "curves_figure", "decide",
            "pct", "results_table", "sphere_figure"]

@@ -3,33 +3,25 @@ the words and numbers the prose cites (no sentences: those are the notebook's ma
 of its claims (:func:`claims`, the book's rule :func:`patchnb.experiments.verdict.budget_verdict` on the
 budget curve of the encoders' training images) and the figures (training curves, the budget curve, the
 alignment-uniformity plane, confusion matrix and nearest-neighbour queries of the best self-supervised
-encoder).
-
-Selection never looks at the test split: the "best" self-supervised encoder (the one the bound and the
-Phi_full claims compare with, and the one drawn up close) and the kNN winner are chosen on the mean
-**validation** accuracy over seeds at the full budget, then judged once on test. The page's claims are
-one family (Holm's correction, :func:`~patchnb.experiments.verdict.holm`); with ``looks`` a claim still
-undecided after ``seeds`` gets more seeds (:func:`~patchnb.experiments.verdict.decide`), the looks sharing
-the level (Bonferroni), so the family is corrected at ``ALPHA / len(looks)``."""
+encoder)."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..book import pm
 from ..data import Splits
 from ..eval import confusion_figure, features, query_figure
 from ..models import ResNet18
-from .ssl_zoo_runs import BASELINES
-from .verdict import ALPHA, HOLDS, Verdict, all_of, budget_figure, budget_verdict, decide, holm, mean_sd
+from .verdict import FAILS, HOLDS, UNSETTLED, Verdict, budget_figure, budget_verdict
+
+BASELINES = ("random", "supervised", "phi_full")
 LABELS = {"simclr": "SimCLR", "mocov2": "MoCo v2 + EqCo + MoCHi", "hcl": "HCL", "deepcluster": "DeepCluster",
           "context_encoder": "Context Encoder", "detcon": "DetCon_S", "random": "random encoder (baseline)",
           "supervised": "supervised (upper bound)", "phi_full": "Phi_full patch network (supervised)"}
 BUDGET_XLABEL = "images the encoders train on"
-BUDGET_UNIT = "encoder training images"
 
 
 def value(record: dict, key: str) -> float:
@@ -37,15 +29,20 @@ def value(record: dict, key: str) -> float:
     return record["eval"][key] if key in record["eval"] else record[key]
 
 
+def stat(runs: dict, row: str, key: str) -> tuple[float, float]:
+    """Mean and standard deviation (ddof 1; 0 for one seed) of ``key`` over the seeds of ``row``."""
+    v = np.array([value(r, key) for r in runs[row]], dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
 def mean(runs: dict, row: str, key: str) -> float:
-    """Mean of ``key`` over the seeds of ``row``."""
-    return float(np.mean([value(r, key) for r in runs[row]]))
+    return stat(runs, row, key)[0]
 
 
 def _cell(runs: dict, row: str, key: str, pct: bool = True) -> str:
-    """The book's one way of a value over seeds (:func:`~patchnb.experiments.verdict.mean_sd`)."""
+    m, s = stat(runs, row, key)
     scale, digits = (100.0, 1) if pct else (1.0, 3)
-    return mean_sd([value(r, key) for r in runs[row]], scale=scale, digits=digits)
+    return pm(m, s, scale=scale, digits=digits) if len(runs[row]) > 1 else f"{m * scale:.{digits}f}"
 
 
 def rows_of(cfg) -> tuple[str, ...]:
@@ -54,10 +51,9 @@ def rows_of(cfg) -> tuple[str, ...]:
 
 def summary_table(cfg, runs: dict) -> pd.DataFrame:
     """One row per encoder: probe and kNN test accuracy, alignment, uniformity, feature dimension,
-    training time and the validation-selected L2 strength (mean ± one standard deviation over seeds)."""
+    training time and the validation-selected L2 strength (mean ± std over seeds when several)."""
     return pd.DataFrame([{
         "encoder": LABELS[n], "kind": "self-supervised" if n in cfg.methods else "baseline",
-        "linear probe val. acc. (%)": _cell(runs, n, "probe_val_accuracy"),
         "linear probe test acc. (%)": _cell(runs, n, "probe_accuracy"),
         "kNN test acc. (%)": _cell(runs, n, "knn_accuracy"),
         "alignment": _cell(runs, n, "alignment", pct=False), "uniformity": _cell(runs, n, "uniformity", pct=False),
@@ -80,104 +76,61 @@ def probe_curve(cfg, curve: dict, row: str) -> list[list[float]]:
 
 
 def spearman_curve(cfg, curve: dict) -> list[list[float]]:
-    """Per budget per seed, the Spearman correlation across every encoder of uniformity and probe accuracy;
-    an undefined one (a constant column: every encoder equal) counts as 0, no association
-    (:func:`n_undefined` counts them)."""
+    """Per budget per seed, the Spearman correlation across every encoder of uniformity and probe accuracy."""
     order = rows_of(cfg)
     out = []
     for n in sorted(curve):
         at = []
-        for j in range(len(curve[n][order[0]])):
+        for j in range(len(cfg.seeds)):
             u = pd.Series([value(curve[n][r][j], "uniformity") for r in order])
             p = pd.Series([value(curve[n][r][j], "probe_accuracy") for r in order])
-            rho = float(u.corr(p, method="spearman"))
-            at.append(rho if rho == rho else 0.0)
+            at.append(float(u.corr(p, method="spearman")))
         out.append(at)
     return out
 
 
-def n_undefined(cfg, curve: dict) -> int:
-    """How many (budget, seed) rank correlations are undefined (a constant column), counted as 0."""
-    order = rows_of(cfg)
-    return sum(1 for n in curve for j in range(len(curve[n][order[0]]))
-               if pd.Series([value(curve[n][r][j], "uniformity") for r in order]).nunique() < 2
-               or pd.Series([value(curve[n][r][j], "probe_accuracy") for r in order]).nunique() < 2)
+def all_of(verdicts: list[Verdict]) -> str:
+    """The word of "every one of these claims": holds when each holds, does not hold when any does not
+    hold, otherwise not settled at this budget."""
+    words = [v.word for v in verdicts]
+    return HOLDS if all(w == HOLDS for w in words) else FAILS if FAILS in words else UNSETTLED
 
 
-def decided(budgets, get: Callable[[int], tuple], looks: tuple[int, ...], claimed: str = "greater",
-            n_eval: int | None = None) -> Verdict:
-    """One claim by the book's rule: at ``looks[0]`` seeds (:func:`budget_verdict` at ``ALPHA``) when there
-    is one look, else sequentially (:func:`decide`: more seeds only while undecided, each look at
-    ``ALPHA / len(looks)``). ``get(n)``: ``(a, b)`` for the first ``n`` seeds."""
-    if len(looks) == 1:
-        return budget_verdict(budgets, *get(looks[0]), claimed, n_eval=n_eval)
-    return decide(budgets, get, looks, claimed, n_eval=n_eval)
-
-
-def choose_best(cfg, runs: dict, key: str = "probe_val_accuracy") -> str:
-    """The self-supervised method with the highest mean **validation** accuracy over seeds (``key``):
-    the page's selections never look at the test split."""
-    return max(cfg.methods, key=lambda m: mean(runs, m, key))
-
-
-def claims(cfg, curve: dict, best: str, more: Callable | None = None, n_eval: int | None = None
-           ) -> tuple[dict[str, Verdict], dict[str, Verdict]]:
+def claims(cfg, curve: dict, best: str) -> dict[str, Verdict]:
     """The page's claims decided by the book's rule on linear-probe test accuracy over the budget curve,
-    paired by seed, ``n_eval`` test images (the test split's sampling error): ``claim_random_<method>`` (the
-    method beats the random encoder), ``claim_bound`` (the supervised network beats ``best``, the
-    self-supervised method chosen on validation), ``claim_phi`` (the Phi_full features beat ``best``) and
-    ``claim_uniformity`` (Spearman rho of uniformity and probe accuracy across the encoders, per seed and
-    budget, is below 0: more uniform encoders probe better; a correlation, no ``n_eval``).
-
-    ``more(n, rows)``: the curve ``{budget: {row: [record per seed]}}`` of ``rows`` for the first ``n``
-    seeds of the sequential design (``cfg.look_counts``; default: ``curve`` itself). Returns the family
-    corrected by Holm at ``ALPHA / len(looks)`` and the uncorrected verdicts (for :func:`all_of`)."""
-    looks = cfg.look_counts
-    more = more or (lambda n, rows: curve)
+    paired by seed: ``claim_random_<method>`` (the method beats the random encoder), ``claim_bound`` (the
+    supervised network beats the best self-supervised method ``best``, chosen by mean probe accuracy at
+    the full budget), ``claim_phi`` (the Phi_full features beat ``best``) and ``claim_uniformity``
+    (Spearman rho of uniformity and probe accuracy across the encoders is below 0: more uniform encoders
+    probe better)."""
     budgets = sorted(curve)
-
-    def pair(a: str, b: str):
-        return lambda n: tuple(probe_curve(cfg, more(n, (a, b)), r) for r in (a, b))
-
-    raw = {f"claim_random_{m}": decided(budgets, pair(m, "random"), looks, n_eval=n_eval) for m in cfg.methods}
-    raw["claim_bound"] = decided(budgets, pair("supervised", best), looks, n_eval=n_eval)
-    raw["claim_phi"] = decided(budgets, pair("phi_full", best), looks, n_eval=n_eval)
-    raw["claim_uniformity"] = decided(budgets, lambda n: (spearman_curve(cfg, more(n, rows_of(cfg))), 0.0), looks,
-                                      claimed="less")
-    return holm(raw, alpha=ALPHA / len(looks)), raw
+    acc = {r: probe_curve(cfg, curve, r) for r in rows_of(cfg)}
+    out = {f"claim_random_{m}": budget_verdict(budgets, acc[m], acc["random"]) for m in cfg.methods}
+    out["claim_bound"] = budget_verdict(budgets, acc["supervised"], acc[best])
+    out["claim_phi"] = budget_verdict(budgets, acc["phi_full"], acc[best])
+    rho = spearman_curve(cfg, curve)
+    if all(x == x for v in rho for x in v):  # NaN: a constant column (every encoder equal)
+        out["claim_uniformity"] = budget_verdict(budgets, rho, 0.0, claimed="less")
+    return out
 
 
-def all_random(cfg, raw: dict[str, Verdict]) -> str:
-    """``claim_all_random``: every method beats the random encoder (:func:`all_of` over the uncorrected
-    members, at the looks' level)."""
-    return all_of({m: raw[f"claim_random_{m}"] for m in cfg.methods}, alpha=ALPHA / len(cfg.look_counts))
-
-
-def texts(cfg, runs: dict, splits: Splits, curve: dict, more: Callable | None = None, available: int | None = None
-          ) -> tuple[dict[str, str], dict[str, float]]:
+def texts(cfg, runs: dict, splits: Splits, curve: dict) -> tuple[dict[str, str], dict[str, float]]:
     """The glued words and numbers (``text``) and the raw numbers (``numbers``) of the page; ``runs``: the
-    rows at the full budget, ``curve``: ``{budget: {row: [record per seed]}}``, ``more``: the sequential
-    design's further seeds (:func:`claims`), ``available``: the data's whole training split (for the
-    crossings' "beyond the data")."""
+    rows at the full budget, ``curve``: ``{budget: {row: [record per seed]}}``."""
     methods, order = list(cfg.methods), rows_of(cfg)
     probe = {n: mean(runs, n, "probe_accuracy") for n in order}
-    val = {n: mean(runs, n, "probe_val_accuracy") for n in order}
     knn = {n: mean(runs, n, "knn_accuracy") for n in order}
     al = {n: mean(runs, n, "alignment") for n in order}
     un = {n: mean(runs, n, "uniformity") for n in order}
-    rank = sorted(methods, key=lambda n: -val[n])  # chosen on validation, judged once on test
+    rank = sorted(methods, key=lambda n: -probe[n])
     best = rank[0]
-    knn_best = choose_best(cfg, runs, "knn_val_accuracy")
-    n_eval = len(splits.test)
-    verdicts, raw = claims(cfg, curve, best, more, n_eval=n_eval)
+    verdicts = claims(cfg, curve, best)
     beat = [n for n in rank if verdicts[f"claim_random_{n}"].word == HOLDS]
     rho = float(pd.Series([un[n] for n in order]).corr(pd.Series([probe[n] for n in order]), method="spearman"))
     c, (h, w) = splits.shape[0], splits.shape[-2:]
     compute = sum(r["train_seconds"] + r["eval"]["seconds"] for n, at in curve.items() for row, rs in at.items()
                   for r in rs if row != "random" or n == max(curve))  # one random row per seed serves every budget
     budgets = sorted(curve)
-    looks = cfg.look_counts
-    seeds_used = max(v.seeds for v in verdicts.values())
     t = {
         "data_desc": f"{splits.name} ({len(splits.train):,} train / {len(splits.val):,} val / {len(splits.test):,} "
                      f"test images, {h}x{w}x{c}); scale={cfg.scale}",
@@ -188,31 +141,22 @@ def texts(cfg, runs: dict, splits: Splits, curve: dict, more: Callable | None = 
         "budget_schedule": f"{cfg.epochs} epoch(s) at every budget with each method's own optimiser and schedule, "
                            f"batch {cfg.batch_size}; Phi_full {cfg.phi_epochs} epoch(s)",
         "n_seeds": str(len(cfg.seeds)), "seed_list": ", ".join(str(x) for x in cfg.seeds),
-        "looks_desc": (f"one look at {looks[0]} seed(s)" if len(looks) == 1 else
-                       f"looks at {', '.join(map(str, looks))} seeds: a claim still undecided at one look gets the "
-                       f"next seeds (seeds {', '.join(map(str, cfg.seeds_upto(looks[-1])[len(cfg.seeds):]))} beyond "
-                       f"the table's), each look at level {ALPHA / len(looks):.3g}; at most {seeds_used} seeds "
-                       f"were needed"),
-        "n_eval": f"{n_eval:,}", "n_claims": str(len(verdicts)),
         "phi_desc": f"a dictionary of {cfg.phi_n_centroids} whitened {cfg.phi_patch_size}x{cfg.phi_patch_size} "
                     f"patch centroids (k-means on "
                     f"{cfg.phi_n_patches:,} patches), k = {cfg.phi_k} nearest centroids, {cfg.phi_epochs} epoch(s) "
                     f"with Adam",
         "row_keys": ",".join(order),
         **{f"probe_{n}": _pct(probe[n]) for n in order}, **{f"knn_{n}": _pct(knn[n]) for n in order},
-        **{f"probe_val_{n}": _pct(val[n]) for n in order},
-        **{f"probe_sd_{n}": _cell(runs, n, "probe_accuracy") for n in order},
-        # ranking: by validation accuracy (the selection), with the test accuracy it was judged on
-        "best_ssl": best, "best_label": LABELS[best], "probe_best": _pct(probe[best]),
-        "probe_val_best": _pct(val[best]), "rank_order": ",".join(rank),
-        "rank_list": " > ".join(f"{LABELS[n]} ({_pct(val[n])}% val, {_pct(probe[n])}% test)" for n in rank),
-        "best_knn_label": LABELS[knn_best], "knn_best": _pct(knn[knn_best]),
+        # ranking (a description of the full budget's means, not a verdict)
+        "best_ssl": best, "best_label": LABELS[best], "probe_best": _pct(probe[best]), "rank_order": ",".join(rank),
+        "rank_list": " > ".join(f"{LABELS[n]} ({_pct(probe[n])}%)" for n in rank),
+        "best_knn_label": LABELS[max(methods, key=lambda n: knn[n])],
         # against the random encoder: one claim per method, and all of them
         "n_ssl": str(len(methods)), "n_beat_random": str(len(beat)),
         "beat_list": ", ".join(LABELS[n] for n in beat) or "none",
         "random_claims": "; ".join(f"{LABELS[n]} {verdicts[f'claim_random_{n}'].word} "
                                    f"({verdicts[f'claim_random_{n}'].gap()})" for n in rank),
-        "claim_all_random": all_random(cfg, raw),
+        "claim_all_random": all_of([verdicts[f"claim_random_{n}"] for n in methods]),
         # against the supervised bound (a description of the means, then the claim)
         "supervised_gaps": ", ".join(f"{LABELS[n]} {_signed(probe[n] - probe['supervised'])}" for n in rank),
         "gap_random": _signed(probe["random"] - probe["supervised"]),
@@ -220,24 +164,20 @@ def texts(cfg, runs: dict, splits: Splits, curve: dict, more: Callable | None = 
         "phi_trained_acc": _pct(mean(runs, "phi_full", "trained_test_acc")),
         # the plane
         "n_encoders": str(len(order)), "rho_uniformity": f"{rho:.2f}",
-        "rho_undefined": str(n_undefined(cfg, curve)),
         "most_invariant": LABELS[min(order, key=lambda n: al[n])],
         "most_uniform": LABELS[min(order, key=lambda n: un[n])],
         "compute_seconds": f"{compute:.0f}",
     }
     for claim, v in verdicts.items():
-        if claim == "claim_uniformity":
-            t.update(v.glue(claim, scale=1.0, digits=2, unit="", budget_unit=BUDGET_UNIT))
-        else:
-            t.update(v.glue(claim, budget_unit=BUDGET_UNIT, available=available))
-        t[f"{claim}_reason"] = v.reason or "decided"
+        t[claim] = v.word
+        t[f"{claim}_gap"] = v.gap(scale=1.0, digits=2, unit="") if claim == "claim_uniformity" else v.gap()
+    if "claim_uniformity" not in verdicts:
+        t.update(claim_uniformity=UNSETTLED, claim_uniformity_gap="n/a (a constant column: rho undefined)")
     numbers = {"rho_uniformity": rho, "n_beat_random": float(len(beat)), "compute_seconds": compute,
                **{f"probe_{n}": probe[n] for n in order}, **{f"knn_{n}": knn[n] for n in order},
-               **{f"probe_val_{n}": val[n] for n in order},
                **{f"alignment_{n}": al[n] for n in order}, **{f"uniformity_{n}": un[n] for n in order},
                "phi_trained_acc": mean(runs, "phi_full", "trained_test_acc"),
-               **{f"{claim}_diff": float(v.diffs[-1]) for claim, v in verdicts.items()},
-               **{f"{claim}_p": float(v.p) for claim, v in verdicts.items()}}
+               **{f"{claim}_diff": float(v.diffs[-1]) for claim, v in verdicts.items()}}
     return t, numbers
 
 

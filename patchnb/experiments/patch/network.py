@@ -13,15 +13,11 @@ one such run (the options of ``patchnb train``), :func:`run_network` trains it w
 What the pages share (:class:`ChapterConfig`): the budget of every run (data sizes, epochs, SGD, N, k,
 patches for k-means; :data:`BUDGETS` per scale), the data splits, a variant's runs over seeds
 (:func:`run_variants`, cached by their full :class:`RunConfig`, so pages asking for the same run train
-it once: Table 3's *Both* and the Figures' default point are Table 1's Phi_full runs), the budgets of a page's budget curve
+it once: Table 3's *Both* and the Figures' default point are Table 1's Phi_full runs), a variant's
+summary row (:func:`summarise`) and the budgets of a page's budget curve
 (:meth:`ChapterConfig.budget_configs`, ``budget_fractions``: the claims are decided by
 :mod:`.budget` from runs at those budgets, with the book's rule
-:func:`patchnb.experiments.verdict.budget_verdict`), the seeds of each sequential look
-(:meth:`ChapterConfig.seeds_at`, ``looks``) and Figure 6's cached ZCA dictionary (:func:`zca_centroids`).
-
-This is the chapter's runs module: the cached runs are keyed by its import closure, so it imports no page
-code (no verdict, figure, glue or formatting: the pages' rows and text are :mod:`.page`, their claims
-:mod:`.budget`; ``tests/test_cache_boundary.py``).
+:func:`patchnb.experiments.verdict.budget_verdict`).
 
 Deviations from the original, named: the model is selected on a validation split held out of the
 training set and tested once (the original reports the best test accuracy over epochs, a selection on
@@ -42,15 +38,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
+from ...book import pm
 from ...cache import cached
 from ...checks import check_choice, check_float, check_int
 from ...data import Splits, load_splits
-from ...embedding import build_dictionary, cache_embeddings
+from ...embedding import cache_embeddings
 from ...models import VGGLike, train_layerwise
 from ...models.patch import DICTIONARIES, NETWORK_MODES, seeded_init, table4_layers
-from ...train import Classification, TrainConfig, fit
+from ...train import Classification, TrainConfig, fit, mean_std
 from ..base import ExperimentConfig, check_budget_fractions
 
 MODELS = ("patch", "vgg")
@@ -232,24 +231,14 @@ BUDGETS = {
                   schedule="multistep",
                   n_centroids=32, k=8, n_patches=4096, kmeans_iters=5, augment=False,
                   budget_fractions=(0.25, 0.5, 1.0)),
-    "cpu": dict(seeds=(0, 1, 2), looks=(3, 5), dataset="fashion_mnist", train_size=None, val_size=None, test_size=None, epochs=1,
+    "cpu": dict(seeds=(0, 1), dataset="fashion_mnist", train_size=None, val_size=None, test_size=None, epochs=1,
                 schedule="cosine", n_centroids=256, k=64, n_patches=65536, kmeans_iters=10, augment=False,
                 budget_fractions=(0.0625, 0.25, 1.0)),
-    "paper": dict(seeds=(0, 1, 2), looks=(3, 5), dataset="cifar10", train_size=None, val_size=None, test_size=None,
+    "paper": dict(seeds=(0, 1, 2, 3, 4), dataset="cifar10", train_size=None, val_size=None, test_size=None,
                   epochs=200, schedule="multistep", n_centroids=1024, k=256, n_patches=262144, kmeans_iters=20,
                   augment=True,
                   budget_fractions=(0.25, 0.5, 1.0)),
 }
-
-
-def check_looks(looks) -> None:
-    """``looks``: None or increasing seed counts >= 2, e.g. (3, 5)."""
-    if looks is None:
-        return
-    if (not isinstance(looks, tuple) or not looks or any(isinstance(n, bool) or not isinstance(n, int) or n < 2
-                                                         for n in looks) or list(looks) != sorted(set(looks))):
-        raise ValueError(f"looks={looks!r} must be increasing seed counts >= 2, e.g. (3, 5), or None (one look at "
-                         f"the page's seeds)")
 
 
 def presets(**own: dict) -> dict:
@@ -282,9 +271,6 @@ class ChapterConfig(ExperimentConfig):
     augment: bool = False                  # random crop (pad 4) + horizontal flip
     #: the budget curve of every claim: fractions of ``train_size`` (1 = the page's tables), each its own run
     budget_fractions: tuple = (0.0625, 0.25, 1.0)
-    #: the sequential looks of every claim (seed counts, increasing): a claim still undecided at the first look
-    #: (``seeds``, the table's runs) gets the seeds of the next look (:meth:`seeds_at`); None: one look at ``seeds``
-    looks: tuple | None = None
 
     BUDGET: ClassVar[str] = "train_size"
 
@@ -306,23 +292,6 @@ class ChapterConfig(ExperimentConfig):
         if not isinstance(self.augment, bool):
             raise ValueError(f"augment must be true or false, got {self.augment!r}")
         check_budget_fractions(self.budget_fractions, "train_size")
-        check_looks(self.looks)
-
-    def look_counts(self) -> tuple[int, ...]:
-        """The seed counts of the claims' looks: ``looks``, or one look at the page's ``seeds``."""
-        return self.looks if self.looks is not None else (len(self.seeds),)
-
-    def seeds_at(self, n: int) -> tuple[int, ...]:
-        """The first ``n`` seeds of a look: ``seeds``, then the integers after the largest of them."""
-        more = range(max(self.seeds) + 1, max(self.seeds) + 1 + max(0, n - len(self.seeds)))
-        return (tuple(self.seeds) + tuple(more))[:n]
-
-    def available(self, splits: Splits) -> int:
-        """The training images this data has (the whole training split less validation), for a claim's
-        "beyond the data": ``len(splits.train)`` when ``train_size`` is None, else loaded."""
-        if self.train_size is None:
-            return len(splits.train)
-        return len(self.replace(train_size=None).load_data().train)
 
     def run_config(self, seed: int, **overrides) -> RunConfig:
         """The run of this budget with ``seed``, then ``overrides`` (any :class:`RunConfig` field)."""
@@ -367,19 +336,35 @@ def run_variants(cfg: ChapterConfig, variants: dict[str, dict], splits: Splits,
     return out
 
 
-#: Figure 6's patches: the dictionary's and the CNN's 5x5
-PATCH_SIZE = 5
+def page_text(cfg: ChapterConfig, splits: Splits) -> dict[str, str]:
+    """``data_desc`` (the data, cited by the book's introduction) and ``budget_desc`` (data and budget
+    in one sentence) of a page."""
+    data = f"{splits.describe()}; scale={cfg.scale}"
+    decay = "cosine decay to 0" if cfg.schedule == "cosine" else f"10x drops at epochs {list(cfg.milestones)}"
+    budget = (f"{data}; {cfg.epochs} epoch(s), batch {cfg.batch_size}, SGD lr {cfg.lr:g} momentum "
+              f"{cfg.momentum:g} (unless stated), {decay}, N={cfg.n_centroids}, k={cfg.k}, {cfg.n_patches:,} "
+              f"patches for k-means, augmentation {'on' if cfg.augment else 'off'}, seeds {list(cfg.seeds)}")
+    return {"data_desc": data, "budget_desc": budget}
 
 
-def zca_centroids(cfg: ChapterConfig, splits: Splits) -> dict:
-    """Figure 6's dictionary: k-means centroids of ZCA-whitened patches of the training images (cached)."""
-    key = {"dataset": cfg.dataset, "train_size": cfg.train_size, "val_size": cfg.val_size, "patch_size": PATCH_SIZE,
-           "n_patches": cfg.n_patches, "n_centroids": cfg.n_centroids, "whitening": "zca", "seed": cfg.seeds[0],
-           "kmeans_iters": cfg.kmeans_iters}
+# ----------------------------------------------------------------------------- rows
 
-    def compute(_run_dir):
-        d = build_dictionary(splits.norm(splits.train.images), PATCH_SIZE, cfg.n_patches, cfg.n_centroids, "zca",
-                             seed=cfg.seeds[0], n_iter=cfg.kmeans_iters)
-        return {"centroids": d["centroids"], "channels": d["channels"]}
 
-    return cached("patch_zca_dictionary", key, compute)
+def summarise(label: str, outs: list[dict], depth: int = 1) -> dict:
+    """A table row for one variant: test accuracy of the validation-selected model (mean ± std over the
+    runs in ``outs``, at layer ``depth`` of a layerwise run) beside the final-epoch and selected
+    validation accuracy, seeds and wall-clock. Keys starting with ``_`` hold the raw values (``_accs``
+    per seed, ``_mean``, ``_std``, ``_seconds``) and are hidden by :func:`table`."""
+    rows = [o["results"][depth - 1] for o in outs]
+    t, v, f = ([r[key] for r in rows] for key in ("test_acc", "val_acc", "final_val_acc"))
+    mean, std = mean_std(t)
+    seconds = float(np.mean([o["seconds"] for o in outs]))
+    return {"variant": label, "test acc. (%)": pm(mean, std), "final-epoch val acc. (%)": pm(*mean_std(f)),
+            "selected val acc. (%)": pm(*mean_std(v)), "seeds": ", ".join(str(o["config"]["seed"]) for o in outs),
+            "wall-clock / run (s)": f"{seconds:.0f}", "_accs": [float(a) for a in t], "_mean": mean, "_std": std,
+            "_seconds": seconds}
+
+
+def table(rows: list[dict]) -> pd.DataFrame:
+    """The rows of :func:`summarise` as a DataFrame indexed by variant, without the ``_`` columns."""
+    return pd.DataFrame([{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]).set_index("variant")

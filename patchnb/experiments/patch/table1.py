@@ -29,8 +29,7 @@ from dataclasses import dataclass
 
 from ..result import Result
 from . import budget
-from .network import ChapterConfig, presets, run_variants
-from .page import page_text, summarise, table
+from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import accuracy_figure, curves_figure, val_curve
 
 #: the variants of Table 1 (:class:`~.network.RunConfig` overrides) and the names their numbers are glued under
@@ -76,7 +75,7 @@ def run(cfg: Config) -> Result:
     splits = cfg.load_data()
     outs = runs(cfg, splits)
     rows = {name: summarise(name, outs[name]) for name in VARIANTS}
-    best_patch = max((rows[n] for n in VARIANTS if n != "vanilla CNN"), key=lambda r: r["_val_mean"])  # on validation
+    best_patch = max((rows[n] for n in VARIANTS if n != "vanilla CNN"), key=lambda r: r["_mean"])
     curve = budget.run_budgets(cfg, VARIANTS, splits, full=outs, desc="Table 1 budget curve")
     acc = {name: curve.accs(name) for name in VARIANTS}
     verdicts = {claim: budget.decide(curve.budgets, acc[a], acc[b]) for claim, (a, b) in CLAIMS.items()}

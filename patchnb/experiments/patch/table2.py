@@ -37,8 +37,7 @@ from ...checks import check_float
 from ...models.simple import simple_parameters
 from ..result import Result
 from . import budget
-from .network import ChapterConfig, presets, run_variants
-from .page import page_text, summarise, table
+from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import accuracy_figure, curves_figure, val_curve
 
 #: CIFAR-10's image shape, the paper preset's data (for the paper-scale size of the Simple model)

