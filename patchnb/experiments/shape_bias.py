@@ -25,91 +25,194 @@ ran before it in the process.
 
 Verdicts: the two claims of the conclusion -- attention models (ViT, CoAtNet) have a higher shape bias
 than convolutional ones (ResNet, ConvNeXt) after cue-consistent training, and stylized training raises
-the shape bias (Geirhos et al. 2019), both at the strongest texture -- are one family (Holm's correction)
-decided by the book's rule (:func:`patchnb.experiments.verdict.budget_verdict`: a paired t-test at the
-largest budget) from runs at the fractions ``budget_fractions`` of ``n_train`` (``BUDGET``: 1/4, 1/2 and
-all of the training stimuli) over ``seeds``, paired by seed; with ``looks`` an undecided claim gets more
-seeds (:func:`~patchnb.experiments.verdict.decide`), only for the claims' models. The shape bias is a
-proportion of cue-conflict decisions (shape / (shape + texture)), so its sampling error counts: ``n_eval``
-is the fewest shape-or-texture decisions of a claim's run at the largest budget (the rule's bound for a
-proportion measured on that many decisions). Only the models these claims compare (the convolutional and
-attention models of ``models``) are run at the smaller budgets, both training sets, the strongest
-texture; each budget is its own run with the chapter's schedule (the same epochs and cosine schedule on
-fewer stimuli, so fewer steps). The full budget is the table's runs. The other words of the conclusion
-(which models are texture-biased, how many stylized training moves) describe the means over seeds at the
-full budget; they are not verdicts. Nothing is selected on the test split (the runs' epoch is chosen on
-validation; the transferred backbone is fixed, the ResNet).
-
-The cached runs, ``Config`` and ``PRESETS`` are :mod:`.shape_bias_runs` (re-exported here); this module is
-the page, out of the runs' cache key.
+the shape bias (Geirhos et al. 2019), both at the strongest texture -- are decided by the book's rule
+(:func:`patchnb.experiments.verdict.budget_verdict`) from runs at the fractions ``budget_fractions`` of
+``n_train`` (``BUDGET``: 1/4, 1/2 and all of the training stimuli) over ``seeds``, paired by seed. Only
+the models these claims compare (the convolutional and attention models of ``models``) are run at the
+smaller budgets, both training sets, the strongest texture; each budget is its own run with the
+chapter's schedule (the same epochs and cosine schedule on fewer stimuli, so fewer steps). The full
+budget is the table's runs. The other words of the conclusion (which models are texture-biased, how
+many stylized training moves) describe the means over seeds at the full budget; they are not verdicts.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import dataclasses
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import matplotlib.pyplot as plt
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import plots
-from ..bias.stimuli import make_stimuli
-from ..train import mean_std
+from .. import data, plots
+from ..bias.experiment import BIAS_MODELS, bias_run
+from ..bias.stimuli import fashion_mnist_masks, make_stimuli
+from ..bias.transfer import transfer
+from ..book import pm
+from ..cache import cached
+from ..checks import check_float, check_int
+from ..models.vision import MODELS, make_vision_model
+from ..train import TrainConfig, mean_std
+from .base import ExperimentConfig, check_budget_fractions
 from .result import Result
-from .shape_bias_runs import (
-    ATTENTION,
-    CONVOLUTIONAL,
-    PRESETS,
-    STIMULI_SEED,
-    TRAIN_KINDS,
-    Config,
-    _transfer_score,
-    bias_record,
-    budget_records,
-    claim_models,
-    load_fmnist,
-    load_masks,
-    transfer_score,
-)
-from .verdict import ALPHA, budget_figure, budget_verdict, decide, holm, mean_sd
+from .verdict import UNSETTLED, budget_figure, budget_verdict
+
+TRAIN_KINDS = ("consistent", "stylized")
+CONVOLUTIONAL, ATTENTION = ("resnet", "convnext"), ("vit", "coatnet")
+MASK_SEED = 0  # the silhouettes drawn per class: the same for every run
+STIMULI_SEED = 5  # the stimuli drawn in fig_stimuli
+SMALL_WIDTHS = {"resnet": 8, "convnext": 16, "vit": 32, "coatnet": 8, "patch": 256}  # patch: dictionary size N
+PAPER_WIDTHS = {"resnet": 32, "convnext": 64, "vit": 128, "coatnet": 32, "patch": 1024}
+
+
+@dataclass(frozen=True)
+class Config(ExperimentConfig):
+    """Models, texture strengths and seeds of the comparison, the size of every stimulus set, the
+    training budget and the second task's size (``fmnist`` Fashion-MNIST training images)."""
+
+    models: tuple[str, ...] = BIAS_MODELS
+    strengths: tuple[float, ...] = (0.25, 0.5, 1.0)  # texture contrast, 0 = no texture
+    noise: float = 0.05  # additive gaussian pixel noise of the stimuli
+    masks_train: int | None = 300  # silhouettes per class (None: all)
+    masks_test: int | None = 100
+    n_train: int = 2000
+    n_val: int = 300
+    n_test: int = 1000
+    n_conflict: int = 1000
+    epochs: int = 3
+    fmnist: int | None = 5000  # second task: training images (val: a fifth, test: twice); None: all
+    widths: dict = field(default_factory=lambda: dict(SMALL_WIDTHS))  # per model; patch: dictionary size N
+    image_size: int = 28
+    batch_size: int = 64
+    lr: float = 2e-3
+    budget_fractions: tuple = (0.25, 0.5, 1.0)  # fractions of n_train of the claims' budget curve (one is 1)
+
+    BUDGET: ClassVar[str] = "n_train"
+
+    def validate(self) -> None:
+        if not isinstance(self.models, tuple) or not self.models:
+            raise ValueError(f"models must be a non-empty list of {list(BIAS_MODELS)}, got {self.models!r}")
+        for m in self.models:
+            if m not in BIAS_MODELS:
+                raise ValueError(f"models: {m!r} is not supported; allowed values: "
+                                 f"{', '.join(map(repr, BIAS_MODELS))}")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must not repeat a model, got {list(self.models)}")
+        if not isinstance(self.strengths, tuple) or not self.strengths:
+            raise ValueError(f"strengths must be a non-empty list of texture strengths in [0, 1], got "
+                             f"{self.strengths!r}")
+        for s in self.strengths:
+            check_float("strengths", s, 0.0, 1.0)
+        check_float("noise", self.noise, 0.0)
+        for name in ("masks_train", "masks_test", "fmnist"):
+            check_int(name, getattr(self, name), 1, allow_none=True)
+        for name in ("n_train", "n_val", "n_test", "n_conflict", "epochs", "batch_size"):
+            check_int(name, getattr(self, name), 1)
+        check_int("image_size", self.image_size, 8)
+        check_float("lr", self.lr, 0.0, strict_min=True)
+        if not isinstance(self.widths, dict):
+            raise ValueError(f"widths must map each model to its width, got {self.widths!r}")
+        missing = [m for m in self.models if m not in self.widths]
+        if missing:
+            raise ValueError(f"widths has no width for model(s) {missing}; it has {sorted(self.widths)}")
+        for m in self.models:
+            check_int(f"widths[{m!r}]", self.widths[m], 1)
+        object.__setattr__(self, "widths", dict(self.widths))  # a copy: presets share their dict
+        check_budget_fractions(self.budget_fractions, "n_train")
+        self.budgets  # noqa: B018 -- distinct training-set sizes, checked here (the API boundary)
+
+    @property
+    def budgets(self) -> list[int]:
+        """The claims' budget curve: training stimuli per run, increasing (the last is ``n_train``)."""
+        sizes = sorted(max(1, int(round(self.n_train * f))) for f in self.budget_fractions)
+        if len(set(sizes)) != len(sizes):
+            raise ValueError(f"budget_fractions={self.budget_fractions} give n_train {sizes}: not distinct; use a "
+                             f"larger n_train or other fractions")
+        return sizes
+
+    def train_config(self, seed: int) -> TrainConfig:
+        """The optimisation of every run of the chapter (bias training and transfer)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr,
+                           schedule="cosine", seed=seed, device=self.device)
+
+    @property
+    def transfer_arch(self) -> str | None:
+        """The backbone transferred to the second task: the ResNet, else the first vision model."""
+        vision = [m for m in self.models if m in MODELS]
+        return "resnet" if "resnet" in vision else (vision[0] if vision else None)
+
+
+PRESETS = {
+    "smoke": dict(models=("resnet", "vit", "patch"), strengths=(1.0,), seeds=(0,), masks_train=40, masks_test=20,
+                  n_train=320, n_val=100, n_test=200, n_conflict=200, epochs=1, fmnist=600, widths=SMALL_WIDTHS),
+    "cpu": dict(models=BIAS_MODELS, strengths=(0.25, 0.5, 1.0), seeds=(0, 1, 2), masks_train=300, masks_test=100,
+                n_train=2000, n_val=300, n_test=1000, n_conflict=1000, epochs=3, fmnist=5000, widths=SMALL_WIDTHS),
+    "paper": dict(models=BIAS_MODELS, strengths=(0.1, 0.25, 0.5, 1.0), seeds=(0, 1, 2, 3, 4), masks_train=None,
+                  masks_test=None, n_train=50000, n_val=5000, n_test=10000, n_conflict=10000, epochs=30, fmnist=None,
+                  widths=PAPER_WIDTHS),
+}
+Config.PRESETS = PRESETS
+
+
+def load_masks(cfg: Config) -> tuple[tuple, tuple]:
+    """The training and test silhouettes (masks, labels, class names) of ``cfg``."""
+    return (fashion_mnist_masks("train", n_per_class=cfg.masks_train, seed=MASK_SEED),
+            fashion_mnist_masks("test", n_per_class=cfg.masks_test, seed=MASK_SEED))
+
+
+def _run_key(cfg: Config, model: str, kind: str, strength: float, seed: int) -> dict:
+    keep = ("noise", "masks_train", "masks_test", "n_train", "n_val", "n_test", "n_conflict", "image_size")
+    return {"model": model, "kind": kind, "strength": strength, "seed": seed, "width": cfg.widths[model],
+            **{k: getattr(cfg, k) for k in keep}, "train": dataclasses.asdict(cfg.train_config(seed))}
+
+
+def bias_record(cfg: Config, model: str, kind: str, strength: float, seed: int, masks: tuple) -> dict:
+    """One cached run: ``model`` trained on ``kind`` stimuli at texture ``strength`` with ``seed``
+    (the record of :func:`patchnb.bias.experiment.bias_run`)."""
+    train_masks, test_masks = masks
+    return cached("shape_bias", _run_key(cfg, model, kind, strength, seed), lambda run_dir: bias_run(
+        model, kind, train_masks, test_masks, texture_strength=strength, noise=cfg.noise, n_train=cfg.n_train,
+        n_val=cfg.n_val, n_test=cfg.n_test, n_conflict=cfg.n_conflict, image_size=cfg.image_size,
+        width=cfg.widths[model], cfg=cfg.train_config(seed), seed=seed, progress=True))
+
+
+def _transfer_score(cfg: Config, source: dict, fm: data.Splits, mode: str, seed: int) -> float:
+    arch = source["model"]
+    backbone = make_vision_model(arch, 1, len(source["classes"]), cfg.image_size, cfg.widths[arch])
+    backbone.load_state_dict(source["state"])
+    return float(transfer(backbone, fm, cfg.train_config(seed), mode=mode, progress=True)[1].test["score"])
 
 
 def transfer_table(cfg: Config, masks: tuple, strength: float) -> tuple[pd.DataFrame, str]:
     """Fashion-MNIST test accuracy of the backbone trained on each kind of stimuli at ``strength``
     (first seed), frozen and fine-tuned; and the description of the second task."""
-    if cfg.transfer_arch is None:
+    arch, seed = cfg.transfer_arch, cfg.seeds[0]
+    if arch is None:
         return (pd.DataFrame(columns=["backbone trained on", "mode", "Fashion-MNIST test acc. (%)"]),
                 "not measured (transfer needs a vision model: resnet, convnext, vit or coatnet)")
-    fm = load_fmnist(cfg)
+    fm = data.load_splits("fashion_mnist", train_size=cfg.fmnist, val_size=cfg.fmnist and cfg.fmnist // 5,
+                          test_size=cfg.fmnist and 2 * cfg.fmnist)
     rows = []
     for kind in TRAIN_KINDS:
+        key = _run_key(cfg, arch, kind, strength, seed)
         for mode in ("frozen", "finetune"):
-            score = transfer_score(cfg, masks, kind, strength, mode, fm)
+            score = cached("shape_bias_transfer", {**key, "mode": mode, "fmnist": cfg.fmnist},
+                           lambda run_dir, kind=kind, mode=mode: _transfer_score(
+                               cfg, bias_record(cfg, arch, kind, strength, seed, masks), fm, mode, seed))
             rows.append({"backbone trained on": kind, "mode": mode, "Fashion-MNIST test acc. (%)": f"{100 * score:.1f}",
                          "score": score})
     return pd.DataFrame(rows), fm.describe()
 
 
-def _cell(values) -> str:
-    """A value over seeds, the book's one way (:func:`~patchnb.experiments.verdict.mean_sd`); runs without a
-    shape or texture decision (an undefined shape bias) are left out and counted."""
-    finite = [float(v) for v in values if math.isfinite(float(v))]
-    if not finite:
-        return "undefined (no shape or texture decision)"
-    left = len(values) - len(finite)
-    return mean_sd(finite) + (f" ({left} run(s) without a decision left out)" if left else "")
-
-
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± one standard deviation over seeds of the shape bias and accuracy per model, training set and
+    """Mean and standard deviation over seeds of the shape bias and accuracy per model, training set and
     texture strength (in the order the runs were made)."""
     rows = []
     for (m, k, s), g in df.groupby(["model", "train_kind", "texture_strength"], sort=False):
         sb, acc = mean_std(g.shape_bias), mean_std(g.accuracy)
-        rows.append({"model": m, "trained on": k, "texture strength": s, "shape bias (%)": _cell(list(g.shape_bias)),
-                     "consistent test acc. (%)": _cell(list(g.accuracy)), "sb": sb[0], "sb_std": sb[1],
-                     "acc": acc[0]})
+        rows.append({"model": m, "trained on": k, "texture strength": s, "shape bias (%)": pm(*sb),
+                     "consistent test acc. (%)": pm(*acc), "sb": sb[0], "sb_std": sb[1], "acc": acc[0]})
     return pd.DataFrame(rows)
 
 
@@ -144,15 +247,22 @@ def verdicts(summary: pd.DataFrame, strength: float) -> tuple[dict, dict]:
     return text, numbers
 
 
-def budget_curves(cfg: Config, masks: tuple, strength: float, n_seeds: int | None = None
-                  ) -> tuple[dict[tuple[str, str], list[list[float]]], int]:
+def claim_models(cfg: Config) -> tuple[list[str], list[str]]:
+    """The convolutional and the attention models of ``cfg.models`` (the models the claims compare)."""
+    return [m for m in CONVOLUTIONAL if m in cfg.models], [m for m in ATTENTION if m in cfg.models]
+
+
+def budget_curves(cfg: Config, masks: tuple, strength: float) -> dict[tuple[str, str], list[list[float]]]:
     """Shape bias per ``(model, training set)`` of the claims' models, per budget of ``cfg.budgets`` per
-    seed (the first ``n_seeds`` of ``cfg.seeds_upto``; cached runs), and the fewest shape-or-texture
-    decisions of a run at the largest budget (the claims' ``n_eval``)."""
-    records = budget_records(cfg, masks, strength, n_seeds)
-    curves = {mk: [[float(r["shape_bias"]) for r in at] for at in per] for mk, per in records.items()}
-    decisions = [r["n_shape"] + r["n_texture"] for per in records.values() for r in per[-1]]
-    return curves, min(decisions) if decisions else 0
+    seed (cached runs; the full budget is the table's runs)."""
+    conv, attn = claim_models(cfg)
+    points = [(n, cfg if n == cfg.n_train else cfg.replace(n_train=n)) for n in cfg.budgets]
+    grid = [(m, k, n, at, seed) for m in conv + attn for k in TRAIN_KINDS for n, at in points for seed in cfg.seeds]
+    out: dict[tuple[str, str], list[list[float]]] = {}
+    for m, k, n, at, seed in tqdm(grid, desc="shape-bias budget curve"):
+        per = out.setdefault((m, k), [[] for _ in points])
+        per[[p for p, _ in points].index(n)].append(float(bias_record(at, m, k, strength, seed, masks)["shape_bias"]))
+    return out
 
 
 def _mean_over(curves: dict, models: list[str], kind: str) -> list[list[float]]:
@@ -161,61 +271,35 @@ def _mean_over(curves: dict, models: list[str], kind: str) -> list[list[float]]:
     return [[sum(v) / len(v) for v in zip(*(pm_[i] for pm_ in per_model))] for i in range(len(per_model[0]))]
 
 
-def _defined(a: list[list[float]], b: list[list[float]]) -> tuple[list[list[float]], list[list[float]], int]:
-    """The seeds whose shape bias is defined in both ``a`` and ``b`` at each budget (a run without a shape or
-    texture decision has none), and how many pairs were left out."""
-    kept_a, kept_b, left = [], [], 0
-    for xa, xb in zip(a, b):
-        pairs = [(x, y) for x, y in zip(xa, xb) if math.isfinite(x) and math.isfinite(y)]
-        left += len(xa) - len(pairs)
-        kept_a.append([x for x, _ in pairs])
-        kept_b.append([y for _, y in pairs])
-    return kept_a, kept_b, left
-
-
-def claims(cfg: Config, budgets: list[int], curves: dict, more: Callable | None = None, n_eval: int | None = None
-           ) -> tuple[dict, dict, dict]:
-    """The chapter's two claims decided by the book's rule (paired by seed; ``n_eval``: the fewest
-    shape-or-texture decisions of a run, the shape bias being a proportion of them), one Holm family:
-    ``claim_attn_shape``, the mean shape bias of the attention models exceeds that of the convolutional
-    ones after cue-consistent training; ``claim_stylized``, stylized training raises the mean shape bias of
-    the claims' models. ``more(n)``: the curves for the first ``n`` seeds (``cfg.look_counts``; default
-    ``curves``). Returns the glued words (:meth:`~patchnb.experiments.verdict.Verdict.glue` names), the
-    numbers (``<claim>_diff``, ``<claim>_p``) and the curves drawn (the table's seeds)."""
+def claims(cfg: Config, budgets: list[int], curves: dict) -> tuple[dict, dict, dict]:
+    """The chapter's two claims decided by the book's rule (paired by seed): ``claim_attn_shape``, the
+    mean shape bias of the attention models exceeds that of the convolutional ones after cue-consistent
+    training; ``claim_stylized``, stylized training raises the mean shape bias of the claims' models.
+    Returns the glued words and gaps, the numbers (``<claim>_diff``) and the curves drawn."""
     conv, attn = claim_models(cfg)
     both = conv + attn
-    looks = cfg.look_counts
-    more = more or (lambda n: curves)
-    text, numbers, drawn, pairs = {}, {}, {}, {}
+    text, numbers, drawn = {}, {}, {}
+    pairs = {}
     if conv and attn:
-        pairs["claim_attn_shape"] = lambda c: (_mean_over(c, attn, "consistent"), _mean_over(c, conv, "consistent"))
-        drawn["attention (consistent)"], drawn["convolution (consistent)"] = pairs["claim_attn_shape"](curves)
+        a, b = _mean_over(curves, attn, "consistent"), _mean_over(curves, conv, "consistent")
+        pairs["claim_attn_shape"] = (a, b)
+        drawn["attention (consistent)"], drawn["convolution (consistent)"] = a, b
     if both:
-        pairs["claim_stylized"] = lambda c: (_mean_over(c, both, "stylized"), _mean_over(c, both, "consistent"))
-        drawn["claims' models, stylized"], drawn["claims' models, consistent"] = pairs["claim_stylized"](curves)
-    raw, left = {}, {}
+        a, b = _mean_over(curves, both, "stylized"), _mean_over(curves, both, "consistent")
+        pairs["claim_stylized"] = (a, b)
+        drawn["claims' models, stylized"], drawn["claims' models, consistent"] = a, b
     for claim in ("claim_attn_shape", "claim_stylized"):
         if claim not in pairs:
             text.update({claim: "not measured (needs a convolutional and an attention model)",
                          f"{claim}_gap": "n/a"})
             continue
-
-        def get(n, pair=pairs[claim], claim=claim):
-            a, b, left[claim] = _defined(*pair(more(n)))
-            return a, b
-
-        if any(not at for at in get(looks[0])[0]):
-            text.update({claim: f"not computed: at some budget no seed has a shape or texture decision in both "
-                                f"compared curves ({left[claim]} pair(s) without one)", f"{claim}_gap": "n/a"})
+        a, b = pairs[claim]
+        if not all(x == x for v in a + b for x in v):  # a run without a shape or texture decision: NaN
+            text.update({claim: UNSETTLED, f"{claim}_gap": "n/a (a run made no shape or texture decision)"})
             continue
-        raw[claim] = (budget_verdict(budgets, *get(looks[0]), claimed="greater", n_eval=n_eval or None)
-                      if len(looks) == 1 else decide(budgets, get, looks, claimed="greater", n_eval=n_eval or None))
-    for claim, v in holm(raw, alpha=ALPHA / len(looks)).items():
-        text.update(v.glue(claim, unit=" points", budget_unit="training stimuli"))
-        text[f"{claim}_reason"] = v.reason or "decided"
-        text[f"{claim}_left_out"] = str(left.get(claim, 0))
+        v = budget_verdict(budgets, a, b, claimed="greater", paired=True)
+        text.update({claim: v.word, f"{claim}_gap": v.gap()})
         numbers[f"{claim}_diff"] = float(v.diffs[-1])
-        numbers[f"{claim}_p"] = float(v.p)
     return text, numbers, drawn
 
 
@@ -258,21 +342,8 @@ def run(cfg: Config) -> Result:
     summary = summarize(df)
     hi = max(cfg.strengths)
     conclusion, numbers = verdicts(summary, hi)
-    curves, n_eval = budget_curves(cfg, masks, hi)
-    extra = {len(cfg.seeds): curves}
-
-    def more(n: int) -> dict:  # the sequential design's further seeds, run only when asked for
-        if n not in extra:
-            extra[n] = budget_curves(cfg, masks, hi, n)[0]
-        return extra[n]
-
-    claim_text, claim_numbers, drawn = claims(cfg, cfg.budgets, curves, more, n_eval=n_eval)
-    looks = cfg.look_counts
-    claim_text.update(
-        n_eval=f"{n_eval:,}",
-        looks_desc=(f"one look at {looks[0]} seed(s)" if len(looks) == 1 else
-                    f"looks at {', '.join(map(str, looks))} seeds (more seeds only while undecided, only for the "
-                    f"claims' models; each look at level {ALPHA / len(looks):.3g})"))
+    curves = budget_curves(cfg, masks, hi)
+    claim_text, claim_numbers, drawn = claims(cfg, cfg.budgets, curves)
     conclusion.update({**claim_text, **budget_text(cfg)})
     numbers.update(claim_numbers)
     transfers, fm_desc = transfer_table(cfg, masks, hi)
@@ -314,9 +385,9 @@ def run(cfg: Config) -> Result:
     return Result(cfg, tables={"tab_shape_bias": summary.drop(columns=["sb", "sb_std", "acc"]),
                                "tab_transfer": transfers.drop(columns=["score"], errors="ignore")},
                   figures=figures, text=text, numbers=numbers,
-                  runs={"grid": runs, "budgets": cfg.budgets, "n_eval": n_eval,
+                  runs={"grid": runs, "budgets": cfg.budgets,
                         "curves": {f"{m}/{k}": v for (m, k), v in curves.items()}})
 
 
-__all__ = ["ATTENTION", "CONVOLUTIONAL", "Config", "PRESETS", "TRAIN_KINDS", "bias_record", "budget_curves",
-           "claim_models", "claims", "load_masks", "run", "summarize", "transfer_table", "verdicts", "_transfer_score"]
+__all__ = ["Config", "PRESETS", "bias_record", "budget_curves", "claims", "load_masks", "run", "summarize",
+           "transfer_table", "verdicts"]

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from patchnb.experiments import shape_bias
-from patchnb.experiments.verdict import ALPHA, budget_verdict, decide, holm
+from patchnb.experiments.verdict import budget_verdict
 
 from ..conftest import needs_fmnist
 from ..pins import ACCURACY, ACCURACY_DIFF, trained
@@ -54,23 +54,13 @@ def test_shape_bias_smoke_numbers():
         assert [v[0] for v in per] == trained(CURVES[k], ACCURACY), k  # trained
     b = result.runs["budgets"]
     attn, conv = ([[v[0]] for v in curves[f"{m}/consistent"]] for m in ("vit", "resnet"))
-    n_eval = result.runs["n_eval"]  # the fewest shape-or-texture decisions of a claim's run (a proportion's count)
-    assert 0 < n_eval <= 200 and t["n_eval"] == f"{n_eval:,}"
-    v = holm({"claim_attn_shape": budget_verdict(b, attn, conv, n_eval=n_eval),
-              "claim_stylized": budget_verdict(b, *_stylized(curves), n_eval=n_eval)})["claim_attn_shape"]
-    assert {k: t[k] for k in v.glue("claim_attn_shape")} == v.glue("claim_attn_shape", budget_unit="training stimuli")
+    v = budget_verdict(b, attn, conv)
+    assert t["claim_attn_shape"] == v.word and t["claim_attn_shape_gap"] == v.gap()
     assert n["claim_attn_shape_diff"] == pytest.approx(n["sb_consistent_vit"] - n["sb_consistent_resnet"], abs=1e-9)
     accuracy = result.tables["tab_shape_bias"].set_index(["model", "trained on"])["consistent test acc. (%)"]
-    assert all(cell.endswith(" (one seed)") for cell in accuracy)  # mean_sd: one seed has no spread
+    assert all(cell.endswith(" ± 0.0") for cell in accuracy)
     assert list(result.tables["tab_transfer"]["mode"]) == ["frozen", "finetune"] * 2
     assert set(result.figures) == {"fig_stimuli", "fig_shape_bias", "fig_examples", "fig_budget_shape_bias"}
-
-
-def _stylized(curves):
-    """The stylized claim's curves (mean over resnet and vit, one seed) from the recorded curves."""
-    def mean(kind):
-        return [[(r[0] + v[0]) / 2] for r, v in zip(curves[f"resnet/{kind}"], curves[f"vit/{kind}"])]
-    return mean("stylized"), mean("consistent")
 
 
 def test_verdicts_from_a_made_up_summary():
@@ -87,71 +77,37 @@ def test_verdicts_from_a_made_up_summary():
 
 
 def test_claims_are_the_books_rule_on_the_budget_curve():
-    cfg = shape_bias.Config.preset("smoke", models=["resnet", "convnext", "vit"], seeds=[0, 1, 2])
+    cfg = shape_bias.Config.preset("smoke", models=["resnet", "convnext", "vit"], seeds=[0, 1])
     budgets = [80, 160, 320]
-    curves = {("resnet", "consistent"): [[0.30, 0.32, 0.31], [0.31, 0.30, 0.29], [0.28, 0.30, 0.29]],
-              ("convnext", "consistent"): [[0.40, 0.36, 0.38], [0.38, 0.40, 0.39], [0.36, 0.38, 0.37]],
-              ("vit", "consistent"): [[0.50, 0.60, 0.55], [0.55, 0.58, 0.56], [0.60, 0.62, 0.61]],
-              ("resnet", "stylized"): [[0.30, 0.40, 0.35], [0.35, 0.45, 0.40], [0.50, 0.30, 0.40]],
-              ("convnext", "stylized"): [[0.40, 0.36, 0.38], [0.38, 0.40, 0.39], [0.36, 0.38, 0.37]],
-              ("vit", "stylized"): [[0.50, 0.60, 0.55], [0.55, 0.58, 0.56], [0.60, 0.62, 0.61]]}
-    text, numbers, drawn = shape_bias.claims(cfg, budgets, curves, n_eval=500)
+    curves = {("resnet", "consistent"): [[0.30, 0.32], [0.31, 0.30], [0.28, 0.30]],
+              ("convnext", "consistent"): [[0.40, 0.36], [0.38, 0.40], [0.36, 0.38]],
+              ("vit", "consistent"): [[0.50, 0.60], [0.55, 0.58], [0.60, 0.62]],
+              ("resnet", "stylized"): [[0.30, 0.40], [0.35, 0.45], [0.50, 0.30]],
+              ("convnext", "stylized"): [[0.40, 0.36], [0.38, 0.40], [0.36, 0.38]],
+              ("vit", "stylized"): [[0.50, 0.60], [0.55, 0.58], [0.60, 0.62]]}
+    text, numbers, drawn = shape_bias.claims(cfg, budgets, curves)
     conv = [[(r + c) / 2 for r, c in zip(curves[("resnet", "consistent")][i], curves[("convnext", "consistent")][i])]
             for i in range(3)]
     attn = curves[("vit", "consistent")]
-    styl = [[sum(curves[(m, "stylized")][i][j] for m in ("resnet", "convnext", "vit")) / 3 for j in range(3)]
+    expected = budget_verdict(budgets, attn, conv, claimed="greater", paired=True)
+    assert text["claim_attn_shape"] == expected.word and text["claim_attn_shape_gap"] == expected.gap()
+    assert numbers["claim_attn_shape_diff"] == pytest.approx(expected.diffs[-1])
+    styl = [[sum(curves[(m, "stylized")][i][j] for m in ("resnet", "convnext", "vit")) / 3 for j in range(2)]
             for i in range(3)]
-    cons = [[sum(curves[(m, "consistent")][i][j] for m in ("resnet", "convnext", "vit")) / 3 for j in range(3)]
+    cons = [[sum(curves[(m, "consistent")][i][j] for m in ("resnet", "convnext", "vit")) / 3 for j in range(2)]
             for i in range(3)]
-    family = holm({"claim_attn_shape": budget_verdict(budgets, attn, conv, n_eval=500),
-                   "claim_stylized": budget_verdict(budgets, styl, cons, n_eval=500)})  # one family, n_eval
-    for claim, v in family.items():
-        assert {k: text[k] for k in v.glue(claim)} == v.glue(claim, budget_unit="training stimuli"), claim
-        assert numbers[f"{claim}_diff"] == pytest.approx(v.diffs[-1])
+    assert text["claim_stylized"] == budget_verdict(budgets, styl, cons).word == "not settled at this budget"
     assert drawn["attention (consistent)"] == attn
     only_conv = shape_bias.Config.preset("smoke", models=["resnet", "patch"])
     t2, _, _ = shape_bias.claims(only_conv, budgets, {k: v for k, v in curves.items() if k[0] == "resnet"})
     assert t2["claim_attn_shape"].startswith("not measured") and t2["claim_stylized"] in (
         "holds", "does not hold", "not settled at this budget")
-    # a run without a shape or texture decision (NaN) leaves its pair out; none left at a budget: not computed
-    nan = {**curves, ("vit", "consistent"): [[float("nan"), 0.60, 0.55], *curves[("vit", "consistent")][1:]]}
-    t3, _, _ = shape_bias.claims(cfg, budgets, nan)
-    assert t3["claim_attn_shape_left_out"] == "1" and t3["claim_attn_shape"] in (
-        "holds", "does not hold", "not settled at this budget")
-    void = {**curves, ("vit", "consistent"): [[float("nan")] * 3, *curves[("vit", "consistent")][1:]]}
-    assert shape_bias.claims(cfg, budgets, void)[0]["claim_attn_shape"].startswith("not computed")
-
-
-def test_undecided_claims_get_the_next_seeds():
-    """looks (3, 5): each claim by decide() over the first 3, then 5 seeds; the family at ALPHA / 2."""
-    cfg = shape_bias.Config.preset("smoke", models=["resnet", "vit"], seeds=[0, 1, 2], looks=[3, 5])
-    budgets = [80, 160, 320]
-    full = {("resnet", "consistent"): [[0.30, 0.31, 0.29, 0.30, 0.31]] * 3,
-            ("vit", "consistent"): [[0.60, 0.61, 0.62, 0.60, 0.61]] * 3,
-            ("resnet", "stylized"): [[0.30, 0.45, 0.28, 0.40, 0.38]] * 3,
-            ("vit", "stylized"): [[0.62, 0.61, 0.64, 0.66, 0.65]] * 3}
-
-    def more(n):
-        return {k: [x[:n] for x in v] for k, v in full.items()}
-
-    text, numbers, _ = shape_bias.claims(cfg, budgets, more(3), more, n_eval=1000)
-
-    def get(a, b):
-        return lambda n: (shape_bias._mean_over(more(n), *a), shape_bias._mean_over(more(n), *b))
-
-    raw = {"claim_attn_shape": decide(budgets, get((["vit"], "consistent"), (["resnet"], "consistent")), (3, 5),
-                                      n_eval=1000),
-           "claim_stylized": decide(budgets, get((["resnet", "vit"], "stylized"), (["resnet", "vit"], "consistent")),
-                                    (3, 5), n_eval=1000)}
-    for claim, v in holm(raw, alpha=ALPHA / 2).items():
-        assert {k: text[k] for k in v.glue(claim)} == v.glue(claim, budget_unit="training stimuli"), claim
-    assert raw["claim_attn_shape"].seeds == 3
 
 
 @pytest.mark.parametrize("field, value", [("models", ("resnet", "alexnet")), ("models", ()),
                                           ("strengths", (1.5,)), ("noise", -0.1), ("n_train", 0), ("epochs", 0),
                                           ("masks_train", 0), ("lr", 0.0), ("widths", {"resnet": 8}),
-                                          ("image_size", 4), ("looks", (5, 3))])
+                                          ("image_size", 4)])
 def test_shape_bias_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field):
         shape_bias.Config.preset("smoke", **{field: value})
@@ -161,7 +117,6 @@ def test_shape_bias_presets_and_train_config():
     smoke, paper = shape_bias.Config.preset("smoke"), shape_bias.Config.preset("paper")
     assert smoke.models == ("resnet", "vit", "patch") and smoke.strengths == (1.0,) and smoke.seeds == (0,)
     assert shape_bias.Config.preset("cpu").seeds == (0, 1, 2) and paper.widths["vit"] == 128
-    assert shape_bias.Config.preset("cpu").look_counts == (3, 5) and smoke.look_counts == (1,)
     tc = smoke.train_config(3)
     assert (tc.epochs, tc.batch_size, tc.optimizer, tc.lr, tc.schedule, tc.seed) == (1, 64, "adam", 2e-3, "cosine", 3)
     assert smoke.at_budget(0.5).n_train == 160 and smoke.budgets == [80, 160, 320]
