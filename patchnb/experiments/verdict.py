@@ -47,12 +47,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy import stats
 
+from .base import MIN_BUDGETS
+
 HOLDS = "holds"
 FAILS = "does not hold"
 UNSETTLED = "not settled at this budget"
 VERDICTS = (HOLDS, FAILS, UNSETTLED)
 ALPHA = 0.05  # the chance of any decisive word ("holds" or "does not hold") when there is no true difference
-MIN_BUDGETS = 3
 POWER = 0.8  # the power at which a page states the smallest difference its seeds could detect
 
 
@@ -438,7 +439,8 @@ def budget_figure(budgets: Sequence[float], curves: dict[str, Sequence[Sequence[
         stds = [float(np.std(v, ddof=1)) * scale if len(v) > 1 else 0.0 for v in per_budget]
         ax.errorbar(budgets, means, yerr=stds, marker="o", capsize=3, label=label)
     if target is not None:
-        ax.axhline(scale * target, color="0.4", linestyle="--", linewidth=1, label=f"target {scale * target:g}")
+        ax.axhline(scale * target, color="0.4", linestyle="--", linewidth=1,
+                   label=f"target {scale * target:g}{'%' if scale == 100 else ''}")
     ax.set_xscale("log")
     ax.set_xticks(list(budgets))
     ax.set_xticklabels([f"{b:,.0f}" for b in budgets])

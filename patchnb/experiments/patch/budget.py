@@ -16,8 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
-
 from ..verdict import Verdict, budget_figure, budget_verdict
 from .network import ChapterConfig, run_variants
 
@@ -91,10 +89,4 @@ def budget_text(cfg: ChapterConfig, budgets: list[int]) -> dict[str, str]:
 def figure(budgets: list[int], curves: dict[str, list[list[float]]], title: str, target: float | None = None):
     """The book's budget figure (:func:`~patchnb.experiments.verdict.budget_figure`, x = training
     images) of the curves a page's claims compare; ``target``: a threshold drawn as a dashed line."""
-    fig = budget_figure(budgets, curves, XLABEL, title=title)
-    if target is not None:
-        ax = fig.axes[0]
-        ax.axhline(100 * target, color="0.4", linestyle="--", linewidth=1, label=f"target {100 * target:.0f}%")
-        ax.legend(fontsize=7)
-    plt.close(fig)
-    return fig
+    return budget_figure(budgets, curves, XLABEL, title=title, target=target)
