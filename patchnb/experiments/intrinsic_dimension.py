@@ -189,7 +189,6 @@ def run(cfg: Config) -> Result:
                                "patches per point set", ylabel="fitted intrinsic dimension", scale=1.0,
                                title=f"fitted dimension (k >= {cfg.fit_from}) over {len(cfg.seeds)} seed(s)")
     plt.close(fig)  # shown by the page's glue, not by the inline backend at the end of the cell
-    plt.close(fig_budget)
     several = len(cfg.seeds) > 1
     table = pd.DataFrame({"intrinsic dimension (fit)": {
                               n: pm(float(np.mean(v)), float(np.std(v, ddof=1)), scale=1.0, digits=1) if several

@@ -217,10 +217,8 @@ def budget_plot(cfg: Config, budgets: list[int], runs: list[list[dict]]):
     against the epochs (mean ± sd over the seeds)."""
     curves = {"SupCon + linear head": [[r["test"]["accuracy"] for r in at] for at in runs],
               "cross-entropy": [[r["ce_test"]["accuracy"] for r in at] for at in runs]}
-    fig = budget_figure(budgets, curves, "training epochs (SupCon and cross-entropy)",
-                        title=f"{cfg.dataset}, scale={cfg.scale}, {len(cfg.seeds)} seed(s)")
-    plt.close(fig)
-    return fig
+    return budget_figure(budgets, curves, "training epochs (SupCon and cross-entropy)",
+                         title=f"{cfg.dataset}, scale={cfg.scale}, {len(cfg.seeds)} seed(s)")
 
 
 def run(cfg: Config) -> Result:
